@@ -1,0 +1,155 @@
+//! The command line: keepalived's options where they mean something here, plus `status`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config,
+    control::{self, Reply, Request},
+};
+
+/// keepalived's default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
+
+/// Exit code when the configuration cannot run (keepalived's).
+pub const EXIT_CONFIG: u8 = 3;
+
+/// keepalived-compatible VRRP daemon with an eBPF fast path.
+#[derive(Debug, Parser)]
+#[command(name = "vrrp-agent", version, about)]
+pub struct Cli {
+    /// Configuration file (keepalived.conf syntax).
+    #[arg(short = 'f', long = "use-file", value_name = "FILE", default_value = DEFAULT_CONFIG, global = true)]
+    pub config: PathBuf,
+    /// Check the configuration and exit: 0 if it is good, 3 with located errors if not.
+    #[arg(short = 't', long = "config-test")]
+    pub config_test: bool,
+    /// Stay in the foreground (the only mode; accepted for keepalived compatibility).
+    #[arg(short = 'n', long = "dont-fork")]
+    pub dont_fork: bool,
+    /// Log to the console (the only destination; accepted for keepalived compatibility).
+    #[arg(short = 'l', long = "log-console")]
+    pub log_console: bool,
+    /// Detailed (debug) logging.
+    #[arg(short = 'D', long = "log-detail")]
+    pub log_detail: bool,
+    /// Control socket of the daemon.
+    #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET, global = true)]
+    pub control_socket: PathBuf,
+    /// A query to a running daemon instead of running one.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Queries to a running daemon.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print each instance's state, master, addresses and the dataplane counters.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.log_detail { "info,vrrp_agent=debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vrrp-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Status { json }) => runtime.block_on(status(&cli.control_socket, json)),
+        None => {
+            let config = match config::load(&cli.config) {
+                Ok(c) => c,
+                Err(diagnostics) => {
+                    eprintln!("{diagnostics}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            for w in &config.warnings {
+                eprintln!("{}", w.to_string().replacen(": error: ", ": warning: ", 1));
+            }
+            if cli.config_test {
+                eprintln!("{}: configuration is valid", cli.config.display());
+                return ExitCode::SUCCESS;
+            }
+            match runtime.block_on(crate::daemon::run(config, cli.control_socket)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vrrp-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
+    let reply = match control::request(socket, &Request::Status).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vrrp-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match reply {
+        Reply::Error { error } => {
+            eprintln!("vrrp-agent: the daemon refused the request: {error}");
+            ExitCode::FAILURE
+        }
+        Reply::Status(status) if json => match serde_json::to_string_pretty(&status) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vrrp-agent: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Reply::Status(status) => {
+            println!("router_id {}  pid {}", status.router_id, status.pid);
+            for i in &status.instances {
+                let master = i
+                    .master
+                    .as_ref()
+                    .map_or("-".to_string(), |m| format!("{} (prio {})", m.address, m.priority));
+                let vips: Vec<String> = i
+                    .virtual_addresses
+                    .iter()
+                    .map(|v| format!("{}/{}", v.address, v.prefix_len))
+                    .collect();
+                println!(
+                    "{:<16} {:<10} vrid {:<3} {:<7} prio {:<3} master {:<24} vips {}",
+                    i.name,
+                    i.interface,
+                    i.vrid,
+                    format!("{:?}", i.state).to_uppercase(),
+                    i.effective_priority,
+                    master,
+                    vips.join(",")
+                );
+            }
+            for (name, value) in status.counters.iter().filter(|(_, v)| **v > 0) {
+                println!("  {name:<24} {value}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! keepalived.conf: syntax, the typed model, and keepalived's validation rules.
+//!
+//! This is the subset the foundation needs (`global_defs { router_id, vrrp_version }` and
+//! `vrrp_instance`); every other keyword is reported with its location rather than ignored,
+//! because a silently dropped `track_script` or `unicast_peer` changes who becomes master.
+
+mod diagnostic;
+mod syntax;
+
+use std::{net::Ipv4Addr, path::Path};
+
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use syntax::{Statement, Word};
+
+/// The parsed, validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `global_defs { router_id }`; defaults to the host name like keepalived.
+    pub router_id: Option<String>,
+    /// The VRRP instances, in file order.
+    pub instances: Vec<Instance>,
+    /// Things that are accepted but probably not what was meant.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// How an instance starts (keepalived's `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum InitialState {
+    /// `state MASTER`.
+    Master,
+    /// `state BACKUP` (the default).
+    Backup,
+}
+
+/// A virtual IPv4 address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtualAddress {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// Prefix length (keepalived defaults to 32).
+    pub prefix_len: u8,
+}
+
+/// One `vrrp_instance` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The block's name.
+    pub name: String,
+    /// Where the block starts.
+    pub location: Location,
+    /// `state`.
+    pub initial_state: InitialState,
+    /// `interface`.
+    pub interface: String,
+    /// `virtual_router_id`, 1-255.
+    pub vrid: u8,
+    /// `priority`, 1-255 (keepalived's default 100).
+    pub priority: u8,
+    /// `advert_int` in centiseconds (keepalived's default 1 s).
+    pub advert_int_cs: u16,
+    /// Preempt_Mode: false with `nopreempt`.
+    pub preempt: bool,
+    /// Protocol version: `version` in the instance, else `global_defs { vrrp_version }`.
+    pub version: u8,
+    /// `virtual_ipaddress`, sent in adverts in exactly this order.
+    pub virtual_addresses: Vec<VirtualAddress>,
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            &Location {
+                file: std::sync::Arc::new(path.to_path_buf()),
+                line: 1,
+                col: 1,
+            },
+            format!("cannot read the configuration: {e}"),
+        )])
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text that came from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
+    let statements = syntax::parse(path.to_path_buf(), text).map_err(Diagnostics)?;
+    let mut b = Builder::default();
+    b.top_level(&statements);
+    b.finish()
+}
+
+#[derive(Default)]
+struct Builder {
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    router_id: Option<String>,
+    vrrp_version: Option<u8>,
+    /// Instances with the version still unresolved (`None` = take the global default).
+    instances: Vec<(Instance, Option<u8>)>,
+}
+
+impl Builder {
+    fn top_level(&mut self, statements: &[Statement]) {
+        for s in statements {
+            match s.keyword.text.as_str() {
+                "global_defs" => {
+                    if let Some(block) = self.block(s) {
+                        self.global_defs(block);
+                    }
+                }
+                "vrrp_instance" => self.vrrp_instance(s),
+                _ => self.unknown(s, "at the top level"),
+            }
+        }
+    }
+
+    fn global_defs(&mut self, block: &[Statement]) {
+        for s in block {
+            match s.keyword.text.as_str() {
+                "router_id" => self.router_id = self.string(s),
+                "vrrp_version" => self.vrrp_version = self.version(s),
+                _ => self.unknown(s, "in global_defs"),
+            }
+        }
+    }
+
+    fn vrrp_instance(&mut self, s: &Statement) {
+        let name = match s.args.as_slice() {
+            [name] => name.text.clone(),
+            _ => {
+                self.errors.push(
+                    Diagnostic::new(&s.keyword.location, "vrrp_instance needs exactly one name")
+                        .hint("write `vrrp_instance VI_1 {`"),
+                );
+                return;
+            }
+        };
+        let Some(block) = self.block(s) else { return };
+        let mut interface = None;
+        let mut vrid = None;
+        let mut instance = Instance {
+            name,
+            location: s.keyword.location.clone(),
+            initial_state: InitialState::Backup,
+            interface: String::new(),
+            vrid: 0,
+            priority: 100,
+            advert_int_cs: 100,
+            preempt: true,
+            version: 0,
+            virtual_addresses: Vec::new(),
+        };
+        let mut version = None;
+        let mut nopreempt_at = None;
+        for st in block {
+            match st.keyword.text.as_str() {
+                "state" => {
+                    if let Some(state) = self.initial_state(st) {
+                        instance.initial_state = state;
+                    }
+                }
+                "interface" => interface = self.string(st),
+                "virtual_router_id" => vrid = self.integer(st, 1, 255),
+                "priority" => {
+                    if let Some(p) = self.integer(st, 1, 255) {
+                        instance.priority = p as u8;
+                    }
+                }
+                "advert_int" => {
+                    if let Some(cs) = self.advert_int(st) {
+                        instance.advert_int_cs = cs;
+                    }
+                }
+                "nopreempt" => {
+                    if self.no_args(st) {
+                        instance.preempt = false;
+                        nopreempt_at = Some(st.keyword.location.clone());
+                    }
+                }
+                "version" => version = self.version(st),
+                "virtual_ipaddress" => {
+                    if let Some(b) = self.block(st) {
+                        instance.virtual_addresses = self.virtual_addresses(b);
+                    }
+                }
+                _ => self.unknown(st, "in vrrp_instance"),
+            }
+        }
+        match interface {
+            Some(i) => instance.interface = i,
+            None => self.errors.push(
+                Diagnostic::new(&s.keyword.location, "vrrp_instance has no `interface`")
+                    .hint("add `interface eth0` (the interface the adverts go out on)"),
+            ),
+        }
+        match vrid {
+            Some(v) => instance.vrid = v as u8,
+            None => self.errors.push(
+                Diagnostic::new(&s.keyword.location, "vrrp_instance has no `virtual_router_id`")
+                    .hint("add `virtual_router_id 51` (1-255, the same on every peer)"),
+            ),
+        }
+        if instance.initial_state == InitialState::Master
+            && let Some(at) = nopreempt_at
+        {
+            // keepalived clears nopreempt under `state MASTER`, with a warning.
+            instance.preempt = true;
+            self.warnings.push(
+                Diagnostic::new(&at, "`nopreempt` has no effect with `state MASTER`")
+                    .hint("use `state BACKUP` on every peer with nopreempt"),
+            );
+        }
+        self.instances.push((instance, version));
+    }
+
+    fn virtual_addresses(&mut self, block: &[Statement]) -> Vec<VirtualAddress> {
+        let mut out = Vec::new();
+        for s in block {
+            if let Some(extra) = s.args.first() {
+                self.errors.push(
+                    Diagnostic::new(
+                        &extra.location,
+                        format!("virtual_ipaddress option `{}` is not supported yet", extra.text),
+                    )
+                    .hint("write the address alone, e.g. `10.0.0.100/24`"),
+                );
+            }
+            if s.block.is_some() {
+                self.errors.push(Diagnostic::new(
+                    &s.keyword.location,
+                    "an address cannot have a block",
+                ));
+            }
+            let text = &s.keyword.text;
+            let (addr, len) = match text.split_once('/') {
+                Some((a, l)) => (a, Some(l)),
+                None => (text.as_str(), None),
+            };
+            let address = addr.parse::<Ipv4Addr>();
+            let prefix_len = len.map_or(Ok(32), str::parse::<u8>);
+            match (address, prefix_len) {
+                (Ok(address), Ok(prefix_len)) if prefix_len <= 32 => {
+                    out.push(VirtualAddress {
+                        address,
+                        prefix_len,
+                    });
+                }
+                _ => self.errors.push(
+                    Diagnostic::new(
+                        &s.keyword.location,
+                        format!("`{text}` is not an IPv4 address with an optional /prefix"),
+                    )
+                    .hint("write it as A.B.C.D or A.B.C.D/len, e.g. 10.0.0.100/24"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn finish(mut self) -> Result<Config, Diagnostics> {
+        let default_version = self.vrrp_version.unwrap_or(2);
+        let mut instances = Vec::new();
+        for (mut instance, version) in std::mem::take(&mut self.instances) {
+            instance.version = version.unwrap_or(default_version);
+            if instance.version == 2 {
+                self.errors.push(
+                    Diagnostic::new(
+                        &instance.location,
+                        format!("vrrp_instance {} resolves to VRRPv2, which is not supported yet", instance.name),
+                    )
+                    .hint("keepalived defaults to version 2: add `vrrp_version 3` to global_defs or `version 3` to the instance"),
+                );
+            } else if !(1..=4095).contains(&instance.advert_int_cs) {
+                self.errors.push(Diagnostic::new(
+                    &instance.location,
+                    "advert_int must be from 0.01 to 40.95 seconds for VRRPv3",
+                ));
+            }
+            if let Some(other) = instances
+                .iter()
+                .find(|o: &&Instance| o.interface == instance.interface && o.vrid == instance.vrid)
+            {
+                self.errors.push(
+                    Diagnostic::new(
+                        &instance.location,
+                        format!(
+                            "virtual_router_id {} is already used on {} by vrrp_instance {} at {}",
+                            instance.vrid, instance.interface, other.name, other.location
+                        ),
+                    )
+                    .hint("each instance on an interface needs its own virtual_router_id"),
+                );
+            }
+            if instance.virtual_addresses.is_empty() {
+                self.errors.push(
+                    Diagnostic::new(&instance.location, "vrrp_instance has no virtual_ipaddress")
+                        .hint("add `virtual_ipaddress { 10.0.0.100/24 }`"),
+                );
+            }
+            instances.push(instance);
+        }
+        if self.errors.is_empty() {
+            Ok(Config {
+                router_id: self.router_id,
+                instances,
+                warnings: self.warnings,
+            })
+        } else {
+            Err(Diagnostics(self.errors))
+        }
+    }
+
+    // ---- value helpers -------------------------------------------------------------------
+
+    fn unknown(&mut self, s: &Statement, context: &str) {
+        self.errors.push(
+            Diagnostic::new(
+                &s.keyword.location,
+                format!("unknown or unsupported keyword `{}` {context}", s.keyword.text),
+            )
+            .hint("check the spelling; keywords this version does not implement are refused rather than ignored"),
+        );
+    }
+
+    fn block<'s>(&mut self, s: &'s Statement) -> Option<&'s [Statement]> {
+        if s.block.is_none() {
+            self.errors.push(
+                Diagnostic::new(&s.keyword.location, format!("`{}` needs a block", s.keyword.text))
+                    .hint("open it with `{` on the same line"),
+            );
+        }
+        s.block.as_deref()
+    }
+
+    fn value<'s>(&mut self, s: &'s Statement) -> Option<&'s Word> {
+        if s.block.is_some() {
+            self.errors.push(Diagnostic::new(
+                &s.keyword.location,
+                format!("`{}` takes a value, not a block", s.keyword.text),
+            ));
+            return None;
+        }
+        match s.args.as_slice() {
+            [w] => Some(w),
+            [] => {
+                self.errors.push(
+                    Diagnostic::new(
+                        &s.keyword.location,
+                        format!("`{}` is missing its value", s.keyword.text),
+                    )
+                    .hint(format!("write `{} VALUE` on one line", s.keyword.text)),
+                );
+                None
+            }
+            [_, extra, ..] => {
+                self.errors.push(Diagnostic::new(
+                    &extra.location,
+                    format!("unexpected `{}` after the value of `{}`", extra.text, s.keyword.text),
+                ));
+                None
+            }
+        }
+    }
+
+    fn no_args(&mut self, s: &Statement) -> bool {
+        if let Some(extra) = s.args.first() {
+            self.errors.push(Diagnostic::new(
+                &extra.location,
+                format!("`{}` takes no value", s.keyword.text),
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn string(&mut self, s: &Statement) -> Option<String> {
+        self.value(s).map(|w| w.text.clone())
+    }
+
+    fn integer(&mut self, s: &Statement, min: u32, max: u32) -> Option<u32> {
+        let w = self.value(s)?;
+        match w.text.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                let d = Diagnostic::new(
+                    &w.location,
+                    format!("`{}` expects an integer from {min} to {max}, not `{}`", s.keyword.text, w.text),
+                );
+                self.errors.push(d);
+                None
+            }
+        }
+    }
+
+    fn version(&mut self, s: &Statement) -> Option<u8> {
+        self.integer(s, 2, 3).map(|v| v as u8)
+    }
+
+    fn initial_state(&mut self, s: &Statement) -> Option<InitialState> {
+        let w = self.value(s)?;
+        let state = match w.text.to_ascii_uppercase().as_str() {
+            "MASTER" => InitialState::Master,
+            "BACKUP" => InitialState::Backup,
+            _ => {
+                self.errors.push(
+                    Diagnostic::new(&w.location, format!("`state` must be MASTER or BACKUP, not `{}`", w.text))
+                        .hint("write `state BACKUP` (or MASTER on the preferred node)"),
+                );
+                return None;
+            }
+        };
+        if w.text != w.text.to_ascii_uppercase() {
+            self.warnings.push(
+                Diagnostic::new(&w.location, format!("`state {}` should be upper case", w.text))
+                    .hint("keepalived expects MASTER or BACKUP"),
+            );
+        }
+        Some(state)
+    }
+
+    /// `advert_int` in seconds with up to two decimals, as centiseconds.
+    fn advert_int(&mut self, s: &Statement) -> Option<u16> {
+        let w = self.value(s)?;
+        let parsed = w.text.parse::<f64>().ok().filter(|f| f.is_finite() && *f > 0.0);
+        match parsed.map(|f| (f * 100.0).round()) {
+            Some(cs) if (1.0..=4095.0).contains(&cs) => Some(cs as u16),
+            _ => {
+                self.errors.push(
+                    Diagnostic::new(
+                        &w.location,
+                        format!("`advert_int {}` is not a number of seconds from 0.01 to 40.95", w.text),
+                    )
+                    .hint("write e.g. `advert_int 1` or `advert_int 0.1`"),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+use super::*;
+
+fn cfg(text: &str) -> Result<Config, Diagnostics> {
+    parse(Path::new("keepalived.conf"), text)
+}
+
+fn first_error(text: &str) -> (u32, u32, String) {
+    let errs = cfg(text).unwrap_err();
+    let d = &errs.0[0];
+    (d.location.line, d.location.col, d.message.clone())
+}
+
+const GOOD: &str = r#"
+global_defs {
+    router_id lab1
+    vrrp_version 3
+}
+
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 200
+    advert_int 0.1
+    virtual_ipaddress {
+        10.0.0.100/24
+        10.0.0.101
+    }
+}
+"#;
+
+#[test]
+fn parses_the_foundation_subset() {
+    let c = cfg(GOOD).unwrap();
+    assert_eq!(c.router_id.as_deref(), Some("lab1"));
+    let i = &c.instances[0];
+    assert_eq!(i.name, "VI_1");
+    assert_eq!(i.initial_state, InitialState::Master);
+    assert_eq!((i.vrid, i.priority, i.advert_int_cs, i.version), (51, 200, 10, 3));
+    assert!(i.preempt);
+    assert_eq!(i.virtual_addresses[1].prefix_len, 32);
+    assert_eq!(i.location.line, 7);
+}
+
+#[test]
+fn typo_in_keyword_is_located() {
+    let text = GOOD.replace("    priority 200", "    priorty 200");
+    let (line, col, msg) = first_error(&text);
+    assert_eq!((line, col), (11, 5));
+    assert!(msg.contains("priorty"), "{msg}");
+}
+
+#[test]
+fn out_of_range_values_are_located() {
+    let (line, col, msg) = first_error(&GOOD.replace("virtual_router_id 51", "virtual_router_id 256"));
+    assert_eq!((line, col), (10, 23));
+    assert!(msg.contains("1 to 255"), "{msg}");
+    let (_, _, msg) = first_error(&GOOD.replace("advert_int 0.1", "advert_int 41"));
+    assert!(msg.contains("0.01 to 40.95"), "{msg}");
+    let (_, _, msg) = first_error(&GOOD.replace("    interface eth0", "    interface"));
+    assert!(msg.contains("missing its value"), "{msg}");
+}
+
+#[test]
+fn v2_is_refused_with_its_location_never_run_as_v3() {
+    let text = GOOD.replace("    vrrp_version 3\n", "");
+    let errs = cfg(&text).unwrap_err();
+    assert_eq!(errs.0[0].location.line, 6);
+    assert!(errs.0[0].message.contains("VRRPv2"));
+    // The instance keyword overrides the global default.
+    let text = text.replace("    state MASTER", "    state MASTER\n    version 3");
+    assert_eq!(cfg(&text).unwrap().instances[0].version, 3);
+}
+
+#[test]
+fn duplicate_vrid_on_an_interface_is_refused() {
+    let second = GOOD.split("vrrp_instance").nth(1).unwrap().replace("VI_1", "VI_2");
+    let text = format!("{GOOD}vrrp_instance{second}");
+    let errs = cfg(&text).unwrap_err();
+    assert!(errs.0[0].message.contains("already used"), "{}", errs);
+}
+
+#[test]
+fn lowercase_state_warns_and_nopreempt_under_master_is_cleared() {
+    let text = GOOD.replace("state MASTER", "state master\n    nopreempt");
+    let c = cfg(&text).unwrap();
+    assert!(c.instances[0].preempt);
+    assert_eq!(c.warnings.len(), 2);
+}
+
+#[test]
+fn unknown_top_level_block_is_refused() {
+    let (line, col, msg) = first_error("vrrp_script chk {\n  script true\n}\n");
+    assert_eq!((line, col), (1, 1));
+    assert!(msg.contains("vrrp_script"));
+}

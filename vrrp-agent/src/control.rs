@@ -1,0 +1,188 @@
+//! The control socket: one JSON request per connection, one JSON reply.
+//!
+//! A unix stream socket (mode 0600) so only root can ask. Requests are a single line such as
+//! `{"command":"status"}`; anything else gets `{"error": "..."}` back, never a crash.
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+
+use crate::{config::VirtualAddress, dataplane::AttachMode, election::State};
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/vrrp-agent/control.sock";
+
+/// Largest request accepted, so a misbehaving client cannot make us buffer without bound.
+const MAX_REQUEST: u64 = 4096;
+
+/// A request from `vrrp-agent status` and friends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Request {
+    /// Everything `status` prints.
+    Status,
+}
+
+/// The daemon's state, as `vrrp-agent status --json` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// `router_id` (or the host name).
+    pub router_id: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// One entry per `vrrp_instance`.
+    pub instances: Vec<InstanceStatus>,
+    /// The XDP program's counters, by RFC 8347 name where there is one.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One instance in [`Status`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// The `vrrp_instance` name.
+    pub name: String,
+    /// Its interface.
+    pub interface: String,
+    /// How XDP is attached there.
+    pub xdp_mode: AttachMode,
+    /// Its VRID.
+    pub vrid: u8,
+    /// RFC state.
+    pub state: State,
+    /// The priority it advertises now.
+    pub effective_priority: u8,
+    /// Local primary address (the advert source).
+    pub primary_address: Ipv4Addr,
+    /// The master heard since the last state change, if any.
+    pub master: Option<MasterStatus>,
+    /// The virtual addresses.
+    pub virtual_addresses: Vec<VirtualAddress>,
+}
+
+/// The master a backup listens to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterStatus {
+    /// Its source address.
+    pub address: Ipv4Addr,
+    /// Its advertised priority.
+    pub priority: u8,
+    /// Its advertised interval, centiseconds.
+    pub interval_cs: u16,
+}
+
+/// A reply on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// The status.
+    Status(Status),
+    /// What was wrong with the request.
+    Error {
+        /// The message.
+        error: String,
+    },
+}
+
+/// A request waiting for the daemon's main loop to answer.
+pub type Pending = (Request, oneshot::Sender<Reply>);
+
+/// Binds the socket and serves it, handing requests to the main loop over `tx`.
+pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A stale socket from a previous run would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(stream, tx).await {
+                            tracing::debug!(error = %e, "control connection failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn answer(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line),
+    )
+    .await;
+    let reply = match read {
+        Err(_) => Reply::Error {
+            error: "timed out waiting for a request".into(),
+        },
+        Ok(Err(e)) => Reply::Error {
+            error: format!("reading the request: {e}"),
+        },
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
+            Err(e) => Reply::Error {
+                error: format!("bad request: {e}; send one line such as {{\"command\":\"status\"}}"),
+            },
+            Ok(request) => {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                tx.send((request, reply_tx)).await?;
+                reply_rx.await?
+            }
+        },
+    };
+    let mut out = serde_json::to_vec(&reply)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+/// Sends one request to a running daemon and returns its reply.
+pub async fn request(path: &Path, request: &Request) -> Result<Reply> {
+    let stream = UnixStream::connect(path).await.with_context(|| {
+        format!(
+            "cannot reach the daemon at {} (is vrrp-agent running? see --control-socket)",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut reply = String::new();
+    BufReader::new(read).read_line(&mut reply).await?;
+    if reply.is_empty() {
+        bail!("the daemon closed the connection without replying");
+    }
+    Ok(serde_json::from_str(&reply)?)
+}
+
+/// The default socket path as a `PathBuf`.
+pub fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}

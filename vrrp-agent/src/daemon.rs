@@ -1,0 +1,308 @@
+//! The daemon: wires the election state machines to the dataplane, the sockets and netlink.
+//!
+//! One task owns everything. It sleeps until the earliest election deadline, a kernel event,
+//! a control request or a signal; a backup listening to a healthy master therefore sleeps
+//! until the kernel's master-down timer fires.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use vrrp_common::{InstanceConfig, InstanceKey, counters, event};
+
+use crate::{
+    config::{self, Config},
+    control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
+    dataplane::{AttachMode, Dataplane},
+    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
+    net::{
+        link::{Interface, Netlink},
+        sockets::{AdvertSender, ArpSender},
+    },
+    packet::Advert,
+};
+
+/// Reads CLOCK_MONOTONIC, the clock of the kernel's advert timestamps.
+pub fn now_ns() -> Nanos {
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One running `vrrp_instance`.
+struct Instance {
+    config: config::Instance,
+    iface: Interface,
+    key: InstanceKey,
+    election: Election,
+    generation: u32,
+    xdp_mode: AttachMode,
+    adverts: AdvertSender,
+    arp: ArpSender,
+}
+
+/// Everything the main loop owns.
+struct Daemon {
+    router_id: String,
+    dataplane: Dataplane,
+    netlink: Netlink,
+    instances: Vec<Instance>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
+    let mut dataplane = Dataplane::load()?;
+    let netlink = Netlink::connect()?;
+    let mut instances = Vec::new();
+    for ic in &config.instances {
+        let iface = netlink.interface(&ic.interface).await.with_context(|| {
+            format!("vrrp_instance {} ({})", ic.name, ic.location)
+        })?;
+        let xdp_mode = dataplane.attach(iface.index, &iface.name)?;
+        let key = InstanceKey::ipv4(iface.index, ic.vrid);
+        let election = Election::new(Params {
+            priority: ic.priority,
+            preempt: ic.preempt,
+            advert_int_cs: ic.advert_int_cs,
+            primary: iface.primary,
+        });
+        let instance = Instance {
+            adverts: AdvertSender::open(&iface)?,
+            arp: ArpSender::open(&iface)?,
+            config: ic.clone(),
+            iface,
+            key,
+            election,
+            generation: 0,
+            xdp_mode,
+        };
+        dataplane.set_instance(key, instance.kernel_config())?;
+        tracing::info!(
+            instance = %ic.name,
+            interface = %instance.iface.name,
+            vrid = ic.vrid,
+            priority = ic.priority,
+            xdp = ?xdp_mode,
+            "instance ready"
+        );
+        instances.push(instance);
+    }
+    let mut events = dataplane
+        .take_events()
+        .context("the event ring buffer is already in use")?;
+    let (control_tx, mut control_rx) = mpsc::channel(16);
+    control::serve(&control_socket, control_tx)?;
+
+    let mut daemon = Daemon {
+        router_id: config.router_id.clone().unwrap_or_else(hostname),
+        dataplane,
+        netlink,
+        instances,
+    };
+    for i in 0..daemon.instances.len() {
+        daemon.handle(i, Input::Startup).await;
+    }
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    loop {
+        let sleep = match daemon.next_wakeup() {
+            Some(at) => Duration::from_nanos(at.saturating_sub(now_ns())),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            batch = events.next_batch() => {
+                for ev in batch? {
+                    daemon.kernel_event(&ev).await;
+                }
+            }
+            () = tokio::time::sleep(sleep) => {
+                for i in 0..daemon.instances.len() {
+                    daemon.handle(i, Input::Timer).await;
+                }
+            }
+            Some((request, reply)) = control_rx.recv() => {
+                let _ = reply.send(daemon.answer(&request));
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    for i in 0..daemon.instances.len() {
+        daemon.handle(i, Input::Shutdown).await;
+        let key = daemon.instances[i].key;
+        daemon.dataplane.remove_instance(&key);
+    }
+    let _ = std::fs::remove_file(&control_socket);
+    Ok(())
+}
+
+impl Instance {
+    fn kernel_config(&self) -> InstanceConfig {
+        let params = self.election.params();
+        InstanceConfig {
+            state: self.election.state().kernel(),
+            priority: params.priority,
+            preempt: u8::from(params.preempt),
+            version: self.config.version,
+            primary_v4: params.primary.octets(),
+            generation: self.generation,
+            interval_cs: params.advert_int_cs,
+            pad: [0; 2],
+        }
+    }
+
+    fn status(&self) -> InstanceStatus {
+        InstanceStatus {
+            name: self.config.name.clone(),
+            interface: self.iface.name.clone(),
+            xdp_mode: self.xdp_mode,
+            vrid: self.config.vrid,
+            state: self.election.state(),
+            effective_priority: self.election.params().priority,
+            primary_address: self.iface.primary,
+            master: self.election.master().map(|m| MasterStatus {
+                address: m.src,
+                priority: m.priority,
+                interval_cs: m.interval_cs,
+            }),
+            virtual_addresses: self.config.virtual_addresses.clone(),
+        }
+    }
+}
+
+impl Daemon {
+    fn next_wakeup(&self) -> Option<Nanos> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.election.next_wakeup())
+            .min()
+    }
+
+    async fn kernel_event(&mut self, ev: &vrrp_common::Event) {
+        let Some(index) = self.instances.iter().position(|i| i.key == ev.key) else {
+            return;
+        };
+        let instance = &self.instances[index];
+        if ev.advert.generation != instance.generation {
+            return; // about a state we have left already
+        }
+        if ev.kind == event::MASTER_DOWN {
+            // The kernel's timer fired: bring the election up to date with the last advert the
+            // kernel counted (events are only sent on change), then let it check its timer.
+            if let Some(seen) = self.dataplane.seen(&instance.key)
+                && seen.generation == instance.generation
+            {
+                self.handle(index, Input::Advert(advert_seen(&seen))).await;
+            }
+            self.handle(index, Input::Timer).await;
+        } else {
+            tracing::debug!(instance = %instance.config.name, kind = ev.kind, "kernel event");
+            self.handle(index, Input::Advert(advert_seen(&ev.advert))).await;
+        }
+    }
+
+    async fn handle(&mut self, index: usize, input: Input) {
+        let now = now_ns();
+        let actions = self.instances[index].election.handle(input, now);
+        for action in actions {
+            self.apply(index, action).await;
+        }
+    }
+
+    async fn apply(&mut self, index: usize, action: Action) {
+        let instance = &mut self.instances[index];
+        let name = instance.config.name.clone();
+        match action {
+            Action::StateChanged { from, to } => {
+                instance.generation = instance.generation.wrapping_add(1);
+                let kernel = instance.kernel_config();
+                if let Err(e) = self.dataplane.set_instance(instance.key, kernel) {
+                    tracing::error!(instance = %name, error = %e, "cannot update the dataplane");
+                }
+                tracing::info!(instance = %name, from = ?from, to = ?to, "state change");
+            }
+            Action::SendAdvert { priority } => {
+                let advert = Advert {
+                    vrid: instance.config.vrid,
+                    priority,
+                    interval_cs: instance.config.advert_int_cs,
+                    addresses: instance
+                        .config
+                        .virtual_addresses
+                        .iter()
+                        .map(|v| v.address)
+                        .collect(),
+                };
+                if let Err(e) = instance.adverts.send(&advert) {
+                    tracing::warn!(instance = %name, error = %e, "sending an advert failed");
+                }
+            }
+            Action::AddAddresses | Action::RemoveAddresses => {
+                let add = action == Action::AddAddresses;
+                for vip in &instance.config.virtual_addresses {
+                    let result = if add {
+                        self.netlink.add_address(instance.iface.index, vip).await
+                    } else {
+                        self.netlink.remove_address(instance.iface.index, vip).await
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
+                    }
+                }
+            }
+            Action::SendGratuitousArp => {
+                for _ in 0..GARP_REPEAT {
+                    for vip in &instance.config.virtual_addresses {
+                        if let Err(e) = instance.arp.announce(vip.address) {
+                            tracing::warn!(instance = %name, error = %e, "gratuitous ARP failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&self, request: &Request) -> Reply {
+        match request {
+            Request::Status => {
+                let values = self.dataplane.counters();
+                let counters: BTreeMap<String, u64> = counters::NAMES
+                    .iter()
+                    .zip(values)
+                    .map(|(name, v)| ((*name).to_string(), v))
+                    .collect();
+                Reply::Status(Status {
+                    router_id: self.router_id.clone(),
+                    pid: std::process::id(),
+                    instances: self.instances.iter().map(Instance::status).collect(),
+                    counters,
+                })
+            }
+        }
+    }
+}
+
+fn advert_seen(seen: &vrrp_common::AdvertSeen) -> AdvertSeen {
+    AdvertSeen {
+        src: std::net::Ipv4Addr::new(seen.src[0], seen.src[1], seen.src[2], seen.src[3]),
+        priority: seen.priority,
+        interval_cs: seen.interval_cs,
+        at: seen.at_ns,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "vrrp-agent".into())
+}
+

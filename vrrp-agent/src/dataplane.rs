@@ -1,0 +1,166 @@
+//! The aya adapter: loads the embedded XDP program, attaches it, and exposes its maps.
+//!
+//! The agent writes each instance's state into `CONFIG`; the kernel validates adverts, keeps
+//! the latest counted one in `SEEN`, runs the master-down timers and sends [`Event`]s over the
+//! `EVENTS` ring buffer only when something changed.
+
+use std::mem::size_of;
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use tokio::io::unix::AsyncFd;
+use vrrp_common::{AdvertSeen, Event, InstanceConfig, InstanceKey, counters};
+
+/// The kernel object, built by build.rs from vrrp-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vrrp-ebpf.o"));
+
+/// Name of the XDP program in the object.
+pub const PROGRAM: &str = "vrrp_xdp";
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// In the driver (native XDP).
+    Native,
+    /// In the generic path, after native mode was refused.
+    Generic,
+}
+
+/// The loaded program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    links: Vec<(u32, XdpLinkId)>,
+    config: HashMap<MapData, InstanceKey, InstanceConfig>,
+    seen: HashMap<MapData, InstanceKey, AdvertSeen>,
+    counters: PerCpuArray<MapData, u64>,
+    events: Option<Events>,
+}
+
+/// The kernel's event stream, separate from [`Dataplane`] so the daemon can wait on it while
+/// it uses the maps.
+pub struct Events(AsyncFd<RingBuf<MapData>>);
+
+impl Events {
+    /// Waits for the next batch of events from the kernel.
+    pub async fn next_batch(&mut self) -> Result<Vec<Event>> {
+        let mut guard = self.0.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() >= size_of::<Event>() {
+                // SAFETY: Event is plain data and the item holds at least one of it.
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+            }
+        }
+        guard.clear_ready();
+        Ok(out)
+    }
+}
+
+impl Dataplane {
+    /// Loads the embedded object and verifies the program (nothing is attached yet).
+    pub fn load() -> Result<Self> {
+        Self::load_object(OBJECT)
+    }
+
+    /// Loads a given object (tests use the embedded one through [`Dataplane::load`]).
+    pub fn load_object(object: &[u8]) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .load(object)
+            .context("loading the kernel object (is this kernel built with BPF and BTF?)")?;
+        let program: &mut Xdp = program_mut(&mut ebpf)?;
+        program
+            .load()
+            .context("the verifier refused the XDP program")?;
+        let config = HashMap::try_from(take(&mut ebpf, "CONFIG")?)?;
+        let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
+        // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, which
+        // deregisters it before dropping it, so the descriptor outlives the registration.
+        let events = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow!("registering the event ring buffer: {e}"))?;
+        Ok(Self {
+            ebpf,
+            links: Vec::new(),
+            config,
+            seen,
+            counters,
+            events: Some(Events(events)),
+        })
+    }
+
+    /// Attaches to an interface in native mode, falling back to generic mode.
+    pub fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<AttachMode> {
+        if self.links.iter().any(|(i, _)| *i == ifindex) {
+            return Ok(AttachMode::Native);
+        }
+        let program = program_mut(&mut self.ebpf)?;
+        let (link, mode) = match program.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(link) => (link, AttachMode::Native),
+            Err(native) => {
+                tracing::info!(
+                    interface = ifname,
+                    error = %native,
+                    "native XDP refused, attaching in generic mode"
+                );
+                let link = program
+                    .attach_to_if_index(ifindex, XdpMode::Skb)
+                    .with_context(|| format!("attaching XDP to {ifname}"))?;
+                (link, AttachMode::Generic)
+            }
+        };
+        self.links.push((ifindex, link));
+        Ok(mode)
+    }
+
+    /// Writes an instance's state for the kernel.
+    pub fn set_instance(&mut self, key: InstanceKey, config: InstanceConfig) -> Result<()> {
+        self.config
+            .insert(key, config, 0)
+            .context("writing the instance map")
+    }
+
+    /// Forgets an instance (adverts for it are then passed on as unknown VRIDs).
+    pub fn remove_instance(&mut self, key: &InstanceKey) {
+        let _ = self.config.remove(key);
+    }
+
+    /// The latest counted advert of an instance.
+    pub fn seen(&self, key: &InstanceKey) -> Option<AdvertSeen> {
+        self.seen.get(key, 0).ok()
+    }
+
+    /// Global counters, summed over CPUs, indexed by `vrrp_common::counters`.
+    pub fn counters(&self) -> [u64; counters::COUNT] {
+        let mut out = [0u64; counters::COUNT];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.counters.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// Takes the event stream (once).
+    pub fn take_events(&mut self) -> Option<Events> {
+        self.events.take()
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the kernel object has no program {PROGRAM}"))?
+        .try_into()
+        .context("program type")
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("the kernel object has no map {name}"))
+}

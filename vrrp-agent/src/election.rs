@@ -1,0 +1,311 @@
+//! The RFC 9568 election for one VRRPv3 instance, as a pure state machine.
+//!
+//! No sockets, clocks or tasks: [`Election::handle`] takes an input and the current time
+//! (CLOCK_MONOTONIC nanoseconds, the clock the kernel stamps adverts with) and returns the
+//! actions the daemon must carry out. Every RFC rule is a unit test below.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use vrrp_common::{
+    advert_rule::{self, Local, Verdict},
+    state as kstate, timers,
+};
+
+/// Monotonic time in nanoseconds (CLOCK_MONOTONIC, like `bpf_ktime_get_ns`).
+pub type Nanos = u64;
+
+/// keepalived sends this many gratuitous ARPs per burst (`garp_master_repeat`).
+pub const GARP_REPEAT: u32 = 5;
+/// And repeats the burst this long after becoming master (`garp_master_delay`).
+pub const GARP_REFRESH_NS: Nanos = 5_000_000_000;
+
+/// RFC 9568 states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    /// Not started, or stopped.
+    Initialize,
+    /// Listening to a master.
+    Backup,
+    /// Forwarding for the virtual addresses.
+    Master,
+}
+
+impl State {
+    /// The value the kernel's instance map stores for this state.
+    pub fn kernel(self) -> u8 {
+        match self {
+            State::Initialize => kstate::INIT,
+            State::Backup => kstate::BACKUP,
+            State::Master => kstate::MASTER,
+        }
+    }
+}
+
+/// The instance's fixed parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Effective priority, 1-255 (255 = address owner).
+    pub priority: u8,
+    /// Preempt_Mode.
+    pub preempt: bool,
+    /// Configured Advertisement_Interval in centiseconds.
+    pub advert_int_cs: u16,
+    /// Local primary address, sent as the advert source and used in tie-breaks.
+    pub primary: Ipv4Addr,
+}
+
+/// A counted advert, as the dataplane recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvertSeen {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Advertised priority.
+    pub priority: u8,
+    /// Advertised interval in centiseconds.
+    pub interval_cs: u16,
+    /// Kernel timestamp of its arrival.
+    pub at: Nanos,
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The daemon started the instance.
+    Startup,
+    /// A valid advert for this instance (from the dataplane).
+    Advert(AdvertSeen),
+    /// Time passed: check the timers.
+    Timer,
+    /// The daemon is stopping.
+    Shutdown,
+}
+
+/// What the daemon must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The state changed (tell the kernel, log, notify).
+    StateChanged {
+        /// Old state.
+        from: State,
+        /// New state.
+        to: State,
+    },
+    /// Send one advert with this priority.
+    SendAdvert {
+        /// Priority to advertise (0 when leaving).
+        priority: u8,
+    },
+    /// Install the virtual addresses.
+    AddAddresses,
+    /// Remove the virtual addresses.
+    RemoveAddresses,
+    /// Send a burst of gratuitous ARPs for the virtual addresses.
+    SendGratuitousArp,
+}
+
+/// One instance's election state.
+#[derive(Clone, Debug)]
+pub struct Election {
+    params: Params,
+    state: State,
+    master_adver_interval_cs: u16,
+    master_down_at: Option<Nanos>,
+    adver_at: Option<Nanos>,
+    garp_refresh_at: Option<Nanos>,
+    master: Option<AdvertSeen>,
+}
+
+impl Election {
+    /// A new instance in Initialize.
+    pub fn new(params: Params) -> Self {
+        let interval = params.advert_int_cs;
+        Self {
+            params,
+            state: State::Initialize,
+            master_adver_interval_cs: interval,
+            master_down_at: None,
+            adver_at: None,
+            garp_refresh_at: None,
+            master: None,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The instance's parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The master heard since the last state change (None while master or before any advert).
+    pub fn master(&self) -> Option<&AdvertSeen> {
+        self.master.as_ref()
+    }
+
+    /// Master_Adver_Interval in centiseconds (learned from the master in Backup).
+    pub fn master_adver_interval_cs(&self) -> u16 {
+        self.master_adver_interval_cs
+    }
+
+    /// When the master-down timer expires, if it runs.
+    pub fn master_down_at(&self) -> Option<Nanos> {
+        self.master_down_at
+    }
+
+    /// When the daemon must call [`Input::Timer`] next.
+    ///
+    /// In Backup, once an advert has been counted the dataplane's master-down timer (armed in
+    /// the kernel by the same [`advert_rule`]) is authoritative and the daemon wakes on its
+    /// event instead; before that, the agent's own timer covers a master that never appears.
+    pub fn next_wakeup(&self) -> Option<Nanos> {
+        let master_down = match (self.state, self.master) {
+            (State::Backup, Some(_)) => None,
+            _ => self.master_down_at,
+        };
+        [master_down, self.adver_at, self.garp_refresh_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Applies one input at time `now`.
+    pub fn handle(&mut self, input: Input, now: Nanos) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match input {
+            Input::Startup => {
+                if self.state == State::Initialize {
+                    if self.params.priority == 255 {
+                        self.become_master(now, &mut actions);
+                    } else {
+                        self.become_backup(now, &mut actions);
+                    }
+                }
+            }
+            Input::Advert(advert) => self.advert(advert, now, &mut actions),
+            Input::Timer => self.timers(now, &mut actions),
+            Input::Shutdown => {
+                if self.state == State::Master {
+                    actions.push(Action::SendAdvert { priority: 0 });
+                    actions.push(Action::RemoveAddresses);
+                }
+                self.transition(State::Initialize, &mut actions);
+                self.master_down_at = None;
+                self.adver_at = None;
+                self.garp_refresh_at = None;
+            }
+        }
+        actions
+    }
+
+    fn advert(&mut self, advert: AdvertSeen, now: Nanos, actions: &mut Vec<Action>) {
+        let local = Local {
+            state: self.state.kernel(),
+            priority: self.params.priority,
+            preempt: self.params.preempt,
+            primary: self.params.primary.octets(),
+        };
+        match advert_rule::classify(&local, advert.priority, advert.src.octets()) {
+            Verdict::ResetTimer => {
+                self.master_adver_interval_cs = advert.interval_cs;
+                self.master_down_at = Some(advert.at + self.master_down_ns());
+                self.master = Some(advert);
+            }
+            Verdict::SkewTimer => {
+                self.master_down_at = Some(advert.at + self.skew_ns());
+                self.master = Some(advert);
+            }
+            Verdict::AdvertiseNow => {
+                actions.push(Action::SendAdvert {
+                    priority: self.params.priority,
+                });
+                self.adver_at = Some(now + self.advert_int_ns());
+            }
+            Verdict::StepDown => {
+                actions.push(Action::RemoveAddresses);
+                self.transition(State::Backup, actions);
+                self.adver_at = None;
+                self.garp_refresh_at = None;
+                self.master_adver_interval_cs = advert.interval_cs;
+                self.master_down_at = Some(advert.at + self.master_down_ns());
+                self.master = Some(advert);
+            }
+            Verdict::Ignore => {}
+        }
+    }
+
+    fn timers(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        match self.state {
+            State::Backup => {
+                if self.master_down_at.is_some_and(|t| t <= now) {
+                    self.become_master(now, actions);
+                }
+            }
+            State::Master => {
+                if let Some(at) = self.adver_at
+                    && at <= now
+                {
+                    actions.push(Action::SendAdvert {
+                        priority: self.params.priority,
+                    });
+                    // Keep the schedule (no drift) unless we fell a whole interval behind.
+                    let next = at + self.advert_int_ns();
+                    self.adver_at = Some(if next > now { next } else { now + self.advert_int_ns() });
+                }
+                if self.garp_refresh_at.is_some_and(|t| t <= now) {
+                    actions.push(Action::SendGratuitousArp);
+                    self.garp_refresh_at = None;
+                }
+            }
+            State::Initialize => {}
+        }
+    }
+
+    fn become_master(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        self.transition(State::Master, actions);
+        actions.push(Action::AddAddresses);
+        actions.push(Action::SendAdvert {
+            priority: self.params.priority,
+        });
+        actions.push(Action::SendGratuitousArp);
+        self.master_down_at = None;
+        self.adver_at = Some(now + self.advert_int_ns());
+        self.garp_refresh_at = Some(now + GARP_REFRESH_NS);
+    }
+
+    fn become_backup(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        self.transition(State::Backup, actions);
+        self.master_adver_interval_cs = self.params.advert_int_cs;
+        self.master_down_at = Some(now + self.master_down_ns());
+    }
+
+    fn transition(&mut self, to: State, actions: &mut Vec<Action>) {
+        if self.state != to {
+            actions.push(Action::StateChanged {
+                from: self.state,
+                to,
+            });
+            self.state = to;
+            self.master = None;
+        }
+    }
+
+    fn master_down_ns(&self) -> Nanos {
+        timers::master_down_ns(self.params.priority, self.master_adver_interval_cs)
+    }
+
+    fn skew_ns(&self) -> Nanos {
+        timers::skew_ns(self.params.priority, self.master_adver_interval_cs)
+    }
+
+    fn advert_int_ns(&self) -> Nanos {
+        u64::from(self.params.advert_int_cs) * timers::NS_PER_CS
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+use super::*;
+
+const MS: Nanos = 1_000_000;
+const SEC: Nanos = 1_000 * MS;
+
+fn params(priority: u8, preempt: bool) -> Params {
+    Params {
+        priority,
+        preempt,
+        advert_int_cs: 100,
+        primary: Ipv4Addr::new(10, 0, 0, 2),
+    }
+}
+
+fn advert(priority: u8, interval_cs: u16, at: Nanos) -> AdvertSeen {
+    AdvertSeen {
+        src: Ipv4Addr::new(10, 0, 0, 1),
+        priority,
+        interval_cs,
+        at,
+    }
+}
+
+fn started(priority: u8, preempt: bool) -> Election {
+    let mut e = Election::new(params(priority, preempt));
+    e.handle(Input::Startup, 0);
+    e
+}
+
+fn became_master(actions: &[Action]) -> bool {
+    actions.contains(&Action::StateChanged {
+        from: State::Backup,
+        to: State::Master,
+    })
+}
+
+#[test]
+fn starts_backup_and_takes_over_after_master_down_interval() {
+    let mut e = started(100, true);
+    assert_eq!(e.state(), State::Backup);
+    // 3 * 1 s + (156 * 1 s) / 256 = 3.609375 s, not truncated.
+    let md = 3 * SEC + 609_375 * 1_000;
+    assert_eq!(e.next_wakeup(), Some(md));
+    assert!(e.handle(Input::Timer, md - 1).is_empty());
+    let actions = e.handle(Input::Timer, md);
+    assert!(became_master(&actions));
+    assert!(actions.contains(&Action::AddAddresses));
+    assert!(actions.contains(&Action::SendGratuitousArp));
+    assert!(actions.contains(&Action::SendAdvert { priority: 100 }));
+}
+
+#[test]
+fn owner_starts_master_at_once() {
+    let mut e = Election::new(params(255, true));
+    let actions = e.handle(Input::Startup, 7);
+    assert_eq!(e.state(), State::Master);
+    assert_eq!(actions[1], Action::AddAddresses);
+    assert_eq!(e.next_wakeup(), Some(7 + SEC));
+}
+
+#[test]
+fn higher_advert_resets_the_timer_from_its_kernel_timestamp() {
+    let mut e = started(100, true);
+    e.handle(Input::Advert(advert(200, 100, 2 * SEC)), 2 * SEC + 5 * MS);
+    assert_eq!(e.master_down_at(), Some(2 * SEC + 3_609_375_000));
+    // The kernel owns the timer from now on: no userspace wake-up for master-down.
+    assert_eq!(e.next_wakeup(), None);
+    assert!(e.handle(Input::Timer, 5 * SEC).is_empty());
+    assert!(became_master(&e.handle(Input::Timer, 6 * SEC)));
+}
+
+#[test]
+fn lower_priority_with_preempt_does_not_hold_a_backup() {
+    let mut e = started(100, true);
+    e.handle(Input::Advert(advert(50, 100, SEC)), SEC);
+    assert_eq!(e.master(), None);
+    assert!(became_master(&e.handle(Input::Timer, 3_609_375_000)));
+}
+
+#[test]
+fn lower_priority_holds_a_nopreempt_backup() {
+    let mut e = started(100, false);
+    e.handle(Input::Advert(advert(50, 100, SEC)), SEC);
+    assert!(e.handle(Input::Timer, 3_700_000_000).is_empty());
+}
+
+#[test]
+fn priority_zero_sets_the_timer_to_skew() {
+    let mut e = started(100, true);
+    e.handle(Input::Advert(advert(200, 100, SEC)), SEC);
+    e.handle(Input::Advert(advert(0, 100, 2 * SEC)), 2 * SEC);
+    assert_eq!(e.master_down_at(), Some(2 * SEC + 609_375_000));
+    assert!(became_master(&e.handle(Input::Timer, 2 * SEC + 609_375_000)));
+}
+
+#[test]
+fn backup_adopts_the_masters_interval() {
+    let mut e = started(100, true);
+    e.handle(Input::Advert(advert(200, 10, SEC)), SEC);
+    assert_eq!(e.master_adver_interval_cs(), 10);
+    // 3 * 100 ms + (156 * 100 ms) / 256.
+    assert_eq!(e.master_down_at(), Some(SEC + 300 * MS + 60_937_500));
+}
+
+#[test]
+fn master_steps_down_for_higher_priority_and_equal_priority_higher_address() {
+    let mut e = started(255, true);
+    let actions = e.handle(Input::Advert(advert(255, 100, SEC)), SEC);
+    // Equal priority, source 10.0.0.1 < local 10.0.0.2: we stay master.
+    assert!(actions.is_empty());
+    let mut higher = advert(255, 100, SEC);
+    higher.src = Ipv4Addr::new(10, 0, 0, 3);
+    let actions = e.handle(Input::Advert(higher), SEC);
+    assert_eq!(e.state(), State::Backup);
+    assert_eq!(actions[0], Action::RemoveAddresses);
+}
+
+#[test]
+fn master_answers_priority_zero_with_an_advert() {
+    let mut e = started(255, true);
+    let actions = e.handle(Input::Advert(advert(0, 100, SEC)), SEC);
+    assert_eq!(actions, vec![Action::SendAdvert { priority: 255 }]);
+    assert_eq!(e.next_wakeup(), Some(2 * SEC));
+}
+
+#[test]
+fn master_advertises_on_schedule_and_refreshes_garp() {
+    let mut e = started(255, true);
+    assert_eq!(e.handle(Input::Timer, SEC), vec![Action::SendAdvert { priority: 255 }]);
+    assert_eq!(e.next_wakeup(), Some(2 * SEC));
+    // A late wake-up does not drift the schedule.
+    e.handle(Input::Timer, 2 * SEC + 300 * MS);
+    assert_eq!(e.next_wakeup(), Some(3 * SEC));
+    let actions = e.handle(Input::Timer, 5 * SEC);
+    assert!(actions.contains(&Action::SendGratuitousArp));
+}
+
+#[test]
+fn shutdown_of_a_master_sends_priority_zero_and_removes_addresses() {
+    let mut e = started(255, true);
+    let actions = e.handle(Input::Shutdown, SEC);
+    assert_eq!(actions[0], Action::SendAdvert { priority: 0 });
+    assert_eq!(actions[1], Action::RemoveAddresses);
+    assert_eq!(e.state(), State::Initialize);
+    assert_eq!(e.next_wakeup(), None);
+}

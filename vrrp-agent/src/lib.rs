@@ -1,0 +1,14 @@
+//! vrrp-agent: a keepalived-compatible VRRP daemon whose fast path runs in eBPF.
+//!
+//! The crate is a library with a thin `main`, so the lab and the benchmarks reuse its codec,
+//! its status types and its configuration parser.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod dataplane;
+pub mod election;
+pub mod net;
+pub mod packet;

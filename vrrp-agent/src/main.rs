@@ -1,0 +1,5 @@
+//! The `vrrp-agent` command.
+
+fn main() -> std::process::ExitCode {
+    vrrp_agent::cli::main()
+}

@@ -1,0 +1,4 @@
+//! Adapters to the OS network stack: rtnetlink and the sending sockets.
+
+pub mod link;
+pub mod sockets;

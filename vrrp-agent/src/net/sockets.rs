@@ -1,0 +1,123 @@
+//! Sending adverts and gratuitous ARPs.
+//!
+//! Both sockets carry a drop-all socket filter: the kernel's XDP program is the only receive
+//! path, so nothing that arrives on the wire ever wakes the agent through a socket.
+
+use std::{
+    io,
+    mem::{size_of, zeroed},
+    net::{Ipv4Addr, SocketAddrV4},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use anyhow::{Context as _, Result};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockFilter, Socket, Type};
+use vrrp_common::{IPPROTO_VRRP, VRRP_GROUP_V4};
+
+use crate::{
+    net::link::Interface,
+    packet::{Advert, Arp, BROADCAST_MAC, ChecksumForm, Ipv4Header},
+};
+
+/// A classic BPF program that accepts nothing.
+fn drop_all() -> [SockFilter; 1] {
+    // BPF_RET | BPF_K, return 0 bytes.
+    [SockFilter::new(0x06, 0, 0, 0)]
+}
+
+/// Raw IPv4 socket sending one interface's VRRP adverts, and holding its 224.0.0.18
+/// membership so NICs and snooping switches deliver adverts to us.
+pub struct AdvertSender {
+    socket: Socket,
+    src: Ipv4Addr,
+}
+
+impl AdvertSender {
+    /// Opens the socket on `iface` and joins the VRRP group there.
+    pub fn open(iface: &Interface) -> Result<Self> {
+        let socket = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+        )
+        .context("opening a raw VRRP socket (needs CAP_NET_RAW)")?;
+        socket.attach_filter(&drop_all())?;
+        socket.set_header_included_v4(true)?;
+        socket.bind_device(Some(iface.name.as_bytes()))?;
+        socket.set_multicast_loop_v4(false)?;
+        socket
+            .join_multicast_v4_n(
+                &Ipv4Addr::from(VRRP_GROUP_V4),
+                &InterfaceIndexOrAddress::Index(iface.index),
+            )
+            .with_context(|| format!("joining 224.0.0.18 on {}", iface.name))?;
+        Ok(Self {
+            socket,
+            src: iface.primary,
+        })
+    }
+
+    /// Sends one advert (IPv4 header built here: TTL 255, TOS 0xc0, our primary source).
+    pub fn send(&self, advert: &Advert) -> io::Result<()> {
+        let group = Ipv4Addr::from(VRRP_GROUP_V4);
+        let payload = advert.encode(self.src, group, ChecksumForm::PseudoHeader);
+        let packet = Ipv4Header::vrrp(self.src).wrap(&payload);
+        self.socket
+            .send_to(&packet, &SockAddr::from(SocketAddrV4::new(group, 0)))
+            .map(|_| ())
+    }
+}
+
+/// AF_PACKET socket for gratuitous ARPs on one interface.
+pub struct ArpSender {
+    fd: OwnedFd,
+    ifindex: u32,
+    mac: [u8; 6],
+}
+
+impl ArpSender {
+    /// Opens the socket on `iface`. It receives nothing (protocol 0 and a drop-all filter).
+    pub fn open(iface: &Interface) -> Result<Self> {
+        // SAFETY: plain socket(2) call; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error()).context("opening a packet socket");
+        }
+        // SAFETY: raw is a fresh, owned descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let sock = socket2::SockRef::from(&fd);
+        sock.attach_filter(&drop_all())?;
+        Ok(Self {
+            fd,
+            ifindex: iface.index,
+            mac: iface.mac,
+        })
+    }
+
+    /// Broadcasts one gratuitous ARP for `address`.
+    pub fn announce(&self, address: Ipv4Addr) -> io::Result<()> {
+        let frame = Arp::gratuitous(self.mac, address).frame(BROADCAST_MAC);
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
+        sll.sll_ifindex = self.ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&BROADCAST_MAC);
+        // SAFETY: frame and sll are valid for the given lengths.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}

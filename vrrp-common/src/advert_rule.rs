@@ -1,0 +1,108 @@
+//! Which received adverts count, per RFC 9568 sections 6.4.2 (Backup) and 6.4.3 (Master).
+//!
+//! Used by the XDP program to decide whether to re-arm its master-down timer, and by the
+//! agent's election state machine, so both sides agree by construction.
+
+use crate::state;
+
+/// What a valid advert for a configured instance means for that instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Backup: reset the master-down timer to Master_Down_Interval (and adopt the interval).
+    ResetTimer,
+    /// Backup: the master is leaving (priority 0): set the master-down timer to Skew_Time.
+    SkewTimer,
+    /// Master: a peer left (priority 0): send an advert at once.
+    AdvertiseNow,
+    /// Master: the advert wins the election: step down to Backup.
+    StepDown,
+    /// Nothing to do (lower priority with preempt on, a loser while master, or not running).
+    Ignore,
+}
+
+/// The local side of the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Local {
+    /// One of the [`state`] constants.
+    pub state: u8,
+    /// Local effective priority.
+    pub priority: u8,
+    /// Preempt_Mode.
+    pub preempt: bool,
+    /// Local primary address, compared unsigned in network byte order on equal priority.
+    pub primary: [u8; 4],
+}
+
+/// Applies RFC 9568 6.4.2 / 6.4.3 to an advert of `priority` from `src`.
+pub fn classify(local: &Local, priority: u8, src: [u8; 4]) -> Verdict {
+    match local.state {
+        state::BACKUP => {
+            if priority == 0 {
+                Verdict::SkewTimer
+            } else if !local.preempt || priority >= local.priority {
+                Verdict::ResetTimer
+            } else {
+                Verdict::Ignore
+            }
+        }
+        state::MASTER => {
+            if priority == 0 {
+                Verdict::AdvertiseNow
+            } else if priority > local.priority
+                || (priority == local.priority && be_u32(src) > be_u32(local.primary))
+            {
+                Verdict::StepDown
+            } else {
+                Verdict::Ignore
+            }
+        }
+        _ => Verdict::Ignore,
+    }
+}
+
+const fn be_u32(a: [u8; 4]) -> u32 {
+    u32::from_be_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(state: u8, priority: u8, preempt: bool) -> Local {
+        Local {
+            state,
+            priority,
+            preempt,
+            primary: [10, 0, 0, 2],
+        }
+    }
+
+    #[test]
+    fn backup_rules() {
+        let b = local(state::BACKUP, 100, true);
+        assert_eq!(classify(&b, 0, [10, 0, 0, 1]), Verdict::SkewTimer);
+        assert_eq!(classify(&b, 100, [10, 0, 0, 1]), Verdict::ResetTimer);
+        assert_eq!(classify(&b, 200, [10, 0, 0, 1]), Verdict::ResetTimer);
+        assert_eq!(classify(&b, 50, [10, 0, 0, 1]), Verdict::Ignore);
+        let nopreempt = local(state::BACKUP, 100, false);
+        assert_eq!(classify(&nopreempt, 50, [10, 0, 0, 1]), Verdict::ResetTimer);
+    }
+
+    #[test]
+    fn master_rules_and_tie_break() {
+        let m = local(state::MASTER, 100, true);
+        assert_eq!(classify(&m, 0, [10, 0, 0, 1]), Verdict::AdvertiseNow);
+        assert_eq!(classify(&m, 101, [10, 0, 0, 1]), Verdict::StepDown);
+        assert_eq!(classify(&m, 99, [10, 0, 0, 9]), Verdict::Ignore);
+        // Equal priority: the higher primary address wins, compared unsigned.
+        assert_eq!(classify(&m, 100, [10, 0, 0, 3]), Verdict::StepDown);
+        assert_eq!(classify(&m, 100, [10, 0, 0, 1]), Verdict::Ignore);
+        assert_eq!(classify(&m, 100, [200, 0, 0, 1]), Verdict::StepDown);
+    }
+
+    #[test]
+    fn not_running_ignores_everything() {
+        assert_eq!(classify(&local(state::INIT, 100, true), 255, [1, 1, 1, 1]), Verdict::Ignore);
+        assert_eq!(classify(&local(state::FAULT, 100, true), 255, [1, 1, 1, 1]), Verdict::Ignore);
+    }
+}

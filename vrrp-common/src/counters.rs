@@ -1,0 +1,61 @@
+//! Indices of the XDP program's per-CPU counters, and their names.
+//!
+//! Names follow RFC 8347 where it has one (`checksum-errors`, `version-errors`, `vrid-errors`,
+//! `ip-ttl-errors`, `invalid-type-pkts-rcvd`, `packet-length-errors`, `address-list-errors`,
+//! `interval-errors`); the rest say plainly what they count.
+
+/// Every IPv4 protocol-112 packet the program looked at.
+pub const VRRP_RX: u32 = 0;
+/// Valid adverts for a configured instance, absorbed by the kernel.
+pub const VALID_ADVERTS: u32 = 1;
+/// Valid adverts for a VRID not configured on this interface: passed to the stack.
+pub const VRID_ERRORS: u32 = 2;
+/// TTL was not 255.
+pub const IP_TTL_ERRORS: u32 = 3;
+/// Version field was not the instance's version.
+pub const VERSION_ERRORS: u32 = 4;
+/// Checksum wrong in both accepted forms.
+pub const CHECKSUM_ERRORS: u32 = 5;
+/// Shorter than the fixed header, than the address list, or than the IP header says.
+pub const PACKET_LENGTH_ERRORS: u32 = 6;
+/// Type was not ADVERTISEMENT (1).
+pub const INVALID_TYPE: u32 = 7;
+/// Address count of zero (RFC 9568 erratum 8299).
+pub const ADDRESS_LIST_ERRORS: u32 = 8;
+/// Advertised interval of zero (RFC 9568 erratum 8301).
+pub const INTERVAL_ERRORS: u32 = 9;
+/// IPv4 fragments: never valid VRRP, passed to the stack untouched.
+pub const FRAGMENTS: u32 = 10;
+/// 802.1Q / 802.1ad tagged frames: passed to the stack.
+pub const VLAN_TAGGED: u32 = 11;
+/// Valid adverts that did not count (lower priority while preempting, or a loser while master).
+pub const IGNORED_ADVERTS: u32 = 12;
+/// Events delivered to the agent.
+pub const EVENTS_SENT: u32 = 13;
+/// Events lost because the ring buffer was full.
+pub const EVENTS_LOST: u32 = 14;
+/// Master-down timers that expired in the kernel.
+pub const MASTER_DOWN_TIMERS: u32 = 15;
+
+/// Number of counters.
+pub const COUNT: usize = 16;
+
+/// Counter names, indexed by the constants above.
+pub const NAMES: [&str; COUNT] = [
+    "vrrp-rx",
+    "valid-adverts",
+    "vrid-errors",
+    "ip-ttl-errors",
+    "version-errors",
+    "checksum-errors",
+    "packet-length-errors",
+    "invalid-type-pkts-rcvd",
+    "address-list-errors",
+    "interval-errors",
+    "fragments",
+    "vlan-tagged",
+    "ignored-adverts",
+    "events-sent",
+    "events-lost",
+    "master-down-timers",
+];

@@ -1,0 +1,145 @@
+//! Types shared by the vrrp-agent daemon and its kernel programs.
+//!
+//! Everything here is `#[repr(C)]` plain data: map keys and values, ring-buffer events, counter
+//! indices and wire constants. Two small pure functions also live here, [`timers`] and
+//! [`advert_rule`], because the kernel and the agent must apply *exactly* the same RFC 9568
+//! arithmetic and the same rule of which adverts reset the master-down timer; one copy of that
+//! logic, compiled into both, is the only way to keep them from drifting apart.
+#![no_std]
+#![deny(missing_docs)]
+
+pub mod advert_rule;
+pub mod counters;
+pub mod timers;
+
+/// `AF_INET`, as stored in [`InstanceKey::family`].
+pub const FAMILY_IPV4: u8 = 2;
+/// `AF_INET6`, as stored in [`InstanceKey::family`].
+pub const FAMILY_IPV6: u8 = 10;
+/// IP protocol number of VRRP (and of CARP, which shares it).
+pub const IPPROTO_VRRP: u8 = 112;
+/// The IPv4 VRRP multicast group, 224.0.0.18.
+pub const VRRP_GROUP_V4: [u8; 4] = [224, 0, 0, 18];
+/// Advertisements must arrive with this TTL / hop limit (RFC 9568 5.1.1.3).
+pub const VRRP_TTL: u8 = 255;
+
+/// Identifies one virtual router on one interface.
+///
+/// v4 and v6 instances with the same VRID on the same interface are distinct routers, hence the
+/// family in the key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    /// Interface index the adverts arrive on.
+    pub ifindex: u32,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Virtual router identifier, 1-255.
+    pub vrid: u8,
+    /// Explicit padding so the key has no uninitialised bytes (hash maps compare all of them).
+    pub pad: [u8; 2],
+}
+
+impl InstanceKey {
+    /// Builds the key of an IPv4 instance.
+    pub const fn ipv4(ifindex: u32, vrid: u8) -> Self {
+        Self {
+            ifindex,
+            family: FAMILY_IPV4,
+            vrid,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// The agent's state as the kernel needs to know it, in [`InstanceConfig::state`].
+pub mod state {
+    /// Not yet running, or shutting down: the kernel records adverts but raises no events.
+    pub const INIT: u8 = 0;
+    /// Listening to a master: adverts feed the master-down timer.
+    pub const BACKUP: u8 = 1;
+    /// Sending adverts: a better advert means we must step down.
+    pub const MASTER: u8 = 2;
+    /// Interface or tracker failure: adverts are recorded only.
+    pub const FAULT: u8 = 3;
+}
+
+/// What the agent tells the kernel about one instance (written by the agent, read by XDP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// One of the [`state`] constants.
+    pub state: u8,
+    /// Local effective priority, 1-255.
+    pub priority: u8,
+    /// 1 when preemption is on (keepalived's default), 0 for `nopreempt`.
+    pub preempt: u8,
+    /// Protocol version the instance speaks (3 for now).
+    pub version: u8,
+    /// The local primary IPv4 address in network byte order, for the equal-priority tie-break.
+    pub primary_v4: [u8; 4],
+    /// Bumped by the agent on every state change. The kernel reports the first counted advert
+    /// of a new generation even when nothing about the master changed, so the agent always
+    /// learns that the kernel has taken over the master-down timer.
+    pub generation: u32,
+    /// Configured advertisement interval in centiseconds (used before any master is heard).
+    pub interval_cs: u16,
+    /// Explicit padding.
+    pub pad: [u8; 2],
+}
+
+/// The latest counted advert of an instance, as recorded by XDP (kernel-written, agent-read).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdvertSeen {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the advert was processed.
+    pub at_ns: u64,
+    /// [`InstanceConfig::generation`] at the time it was recorded.
+    pub generation: u32,
+    /// Source address (IPv4 in the first four bytes).
+    pub src: [u8; 16],
+    /// Advertised priority.
+    pub priority: u8,
+    /// Explicit padding.
+    pub pad: u8,
+    /// Advertised interval in centiseconds.
+    pub interval_cs: u16,
+}
+
+/// Kinds of [`Event`] the kernel raises.
+pub mod event {
+    /// The first counted advert of a generation, or one from a new source.
+    pub const NEW_MASTER: u32 = 1;
+    /// The master's advertised priority changed.
+    pub const PRIORITY_CHANGE: u32 = 2;
+    /// A master announced it is leaving (priority 0).
+    pub const PRIORITY_ZERO: u32 = 3;
+    /// The master's advertised interval changed (a v3 backup adopts it).
+    pub const INTERVAL_CHANGE: u32 = 4;
+    /// The in-kernel master-down timer expired.
+    pub const MASTER_DOWN: u32 = 5;
+    /// While we are master, an advert that wins the election arrived: step down.
+    pub const PREEMPTED: u32 = 6;
+}
+
+/// A state-relevant change, sent from XDP to the agent over the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The instance concerned.
+    pub key: InstanceKey,
+    /// One of the [`event`] constants.
+    pub kind: u32,
+    /// The advert that caused it (zero for [`event::MASTER_DOWN`]).
+    pub advert: AdvertSeen,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, contain only integers and byte arrays, and have
+    // explicit padding fields, so every bit pattern is valid and none has uninitialised bytes.
+    unsafe impl aya::Pod for super::InstanceKey {}
+    unsafe impl aya::Pod for super::InstanceConfig {}
+    unsafe impl aya::Pod for super::AdvertSeen {}
+    unsafe impl aya::Pod for super::Event {}
+}
