@@ -1,2 +1,248 @@
+//! The network-namespace lab: a bridge namespace, router namespaces and a client namespace,
+//! joined by veth pairs, with helpers to run agents, capture and inject frames, and wait for
+//! observable outcomes.
+//!
+//! Everything a [`Lab`] creates is removed when it is dropped, also while a test panics, and
+//! every name carries the process id and a counter so tests run in parallel.
 
-//! x
+pub mod agent;
+pub mod capture;
+pub mod frames;
+pub mod netns;
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+pub use agent::Agent;
+pub use capture::Capture;
+pub use netns::{ip, run_in};
+
+/// The virtual address the scenarios use.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+/// The client's address.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
+/// Name of every node's lab interface.
+pub const IFNAME: &str = "eth0";
+
+/// One namespace on the lab's bridge.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Namespace name.
+    pub ns: String,
+    /// Its address on the lab subnet (10.0.0.0/24).
+    pub addr: Ipv4Addr,
+    /// The MAC of its `eth0`.
+    pub mac: [u8; 6],
+}
+
+/// A lab: `routers` router namespaces and one client namespace on a bridge.
+pub struct Lab {
+    /// Prefix of every name this lab created.
+    pub name: String,
+    bridge: String,
+    /// Router namespaces; router `i` has address 10.0.0.(i+1).
+    pub routers: Vec<Node>,
+    /// The client namespace, 10.0.0.50.
+    pub client: Node,
+    /// Scratch directory for configs, sockets and logs.
+    pub dir: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the lab can run here. Prints why a test is skipped when it cannot.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED {test}: the namespace lab needs root (CI runs it as root)");
+    }
+    root
+}
+
+/// Serialises the scenarios whose outcome depends on timely scheduling (10 ms adverts), so
+/// parallel tests on a two-core machine do not starve them.
+pub fn timing_sensitive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Lab {
+    /// Builds a lab named after `test`.
+    pub fn new(test: &str, routers: usize) -> Result<Self> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let short: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect();
+        let name = format!("vl-{short}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir)?;
+        let mut lab = Self {
+            bridge: format!("{name}-br"),
+            routers: Vec::new(),
+            client: Node {
+                ns: format!("{name}-c"),
+                addr: CLIENT_ADDR,
+                mac: [0; 6],
+            },
+            name,
+            dir,
+        };
+        // From here on, Drop cleans up whatever was created, even on error.
+        netns::add(&lab.bridge)?;
+        ip(&lab.bridge, &["link", "add", "br0", "type", "bridge"])?;
+        ip(&lab.bridge, &["link", "set", "br0", "up"])?;
+        for i in 0..routers {
+            let node =
+                lab.add_node(&format!("r{}", i + 1), Ipv4Addr::new(10, 0, 0, i as u8 + 1))?;
+            lab.routers.push(node);
+        }
+        lab.client = lab.add_node("c", CLIENT_ADDR)?;
+        Ok(lab)
+    }
+
+    fn add_node(&self, suffix: &str, addr: Ipv4Addr) -> Result<Node> {
+        let ns = format!("{}-{suffix}", self.name);
+        let port = format!("p{suffix}");
+        netns::add(&ns)?;
+        ip(
+            &ns,
+            &[
+                "link",
+                "add",
+                IFNAME,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.bridge,
+            ],
+        )?;
+        ip(&self.bridge, &["link", "set", &port, "master", "br0", "up"])?;
+        // Native XDP_TX on veth needs NAPI on the peer: GRO on the bridge-side end.
+        let _ = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.bridge,
+                "ethtool",
+                "-K",
+                &port,
+                "gro",
+                "on",
+            ])
+            .output();
+        ip(&ns, &["link", "set", "lo", "up"])?;
+        ip(&ns, &["addr", "add", &format!("{addr}/24"), "dev", IFNAME])?;
+        ip(&ns, &["link", "set", IFNAME, "up"])?;
+        let mac = netns::mac(&ns, IFNAME)?;
+        Ok(Node { ns, addr, mac })
+    }
+
+    /// Router `i` (0-based).
+    pub fn router(&self, i: usize) -> &Node {
+        &self.routers[i]
+    }
+
+    /// Starts `vrrp-agent -f CONFIG` in a router's namespace.
+    pub fn spawn_agent(&self, node: &Node, config: &str) -> Result<Agent> {
+        Agent::spawn(&self.dir, node, config)
+    }
+
+    /// Takes a router's port off the bridge (carrier stays up): a partition.
+    pub fn set_port_attached(&self, suffix: &str, attached: bool) -> Result<()> {
+        let port = format!("p{suffix}");
+        if attached {
+            ip(&self.bridge, &["link", "set", &port, "master", "br0"])
+        } else {
+            ip(&self.bridge, &["link", "set", &port, "nomaster"])
+        }
+    }
+
+    /// IPv4 addresses on a node's `eth0`.
+    pub fn addresses(&self, node: &Node) -> Result<Vec<Ipv4Addr>> {
+        netns::ipv4_addresses(&node.ns, IFNAME)
+    }
+
+    /// The client's neighbour entry (MAC) for `addr`, if it has one with an address.
+    pub fn client_neighbour(&self, addr: Ipv4Addr) -> Result<Option<[u8; 6]>> {
+        netns::neighbour(&self.client.ns, IFNAME, addr)
+    }
+
+    /// Makes the client's kernel resolve `addr` by sending it a UDP datagram.
+    pub fn client_poke(&self, addr: Ipv4Addr) -> Result<()> {
+        run_in(&self.client.ns, move || -> Result<()> {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            s.send_to(b"poke", (addr, 9))?;
+            Ok(())
+        })?
+    }
+
+    /// Opens a frame capture/injection socket on a node's `eth0`.
+    pub fn capture(&self, node: &Node) -> Result<Capture> {
+        Capture::open(&node.ns, IFNAME).context("opening a capture socket")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let mut all: Vec<String> = self.routers.iter().map(|n| n.ns.clone()).collect();
+        all.push(self.client.ns.clone());
+        all.push(self.bridge.clone());
+        for ns in &all {
+            netns::kill_all_in(ns);
+        }
+        for ns in &all {
+            let _ = netns::del(ns);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` every `every` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// A keepalived.conf with one VRRPv3 instance on `eth0` holding [`VIP`].
+pub fn single_instance_config(priority: u8, advert_int: &str) -> String {
+    format!(
+        "global_defs {{\n    router_id lab\n    vrrp_version 3\n}}\n\n\
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \
+         priority {priority}\n    advert_int {advert_int}\n    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n"
+    )
+}
+
+/// Formats a MAC address.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -56,7 +56,11 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if cli.log_detail { "info,vrrp_agent=debug" } else { "info" };
+    let level = if cli.log_detail {
+        "info,vrrp_agent=debug"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
@@ -65,7 +69,10 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vrrp-agent: cannot start the runtime: {e}");
@@ -126,10 +133,9 @@ async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
         Reply::Status(status) => {
             println!("router_id {}  pid {}", status.router_id, status.pid);
             for i in &status.instances {
-                let master = i
-                    .master
-                    .as_ref()
-                    .map_or("-".to_string(), |m| format!("{} (prio {})", m.address, m.priority));
+                let master = i.master.as_ref().map_or("-".to_string(), |m| {
+                    format!("{} (prio {})", m.address, m.priority)
+                });
                 let vips: Vec<String> = i
                     .virtual_addresses
                     .iter()

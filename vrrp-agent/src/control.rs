@@ -101,8 +101,7 @@ pub type Pending = (Request, oneshot::Sender<Reply>);
 /// Binds the socket and serves it, handing requests to the main loop over `tx`.
 pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // A stale socket from a previous run would make bind fail.
     let _ = std::fs::remove_file(path);
@@ -147,7 +146,9 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<()> {
         },
         Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
             Err(e) => Reply::Error {
-                error: format!("bad request: {e}; send one line such as {{\"command\":\"status\"}}"),
+                error: format!(
+                    "bad request: {e}; send one line such as {{\"command\":\"status\"}}"
+                ),
             },
             Ok(request) => {
                 let (reply_tx, reply_rx) = oneshot::channel();

@@ -62,9 +62,10 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
     let netlink = Netlink::connect()?;
     let mut instances = Vec::new();
     for ic in &config.instances {
-        let iface = netlink.interface(&ic.interface).await.with_context(|| {
-            format!("vrrp_instance {} ({})", ic.name, ic.location)
-        })?;
+        let iface = netlink
+            .interface(&ic.interface)
+            .await
+            .with_context(|| format!("vrrp_instance {} ({})", ic.name, ic.location))?;
         let xdp_mode = dataplane.attach(iface.index, &iface.name)?;
         let key = InstanceKey::ipv4(iface.index, ic.vrid);
         let election = Election::new(Params {
@@ -206,7 +207,8 @@ impl Daemon {
             self.handle(index, Input::Timer).await;
         } else {
             tracing::debug!(instance = %instance.config.name, kind = ev.kind, "kernel event");
-            self.handle(index, Input::Advert(advert_seen(&ev.advert))).await;
+            self.handle(index, Input::Advert(advert_seen(&ev.advert)))
+                .await;
         }
     }
 
@@ -305,4 +307,3 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "vrrp-agent".into())
 }
-

@@ -254,7 +254,11 @@ impl Election {
                     });
                     // Keep the schedule (no drift) unless we fell a whole interval behind.
                     let next = at + self.advert_int_ns();
-                    self.adver_at = Some(if next > now { next } else { now + self.advert_int_ns() });
+                    self.adver_at = Some(if next > now {
+                        next
+                    } else {
+                        now + self.advert_int_ns()
+                    });
                 }
                 if self.garp_refresh_at.is_some_and(|t| t <= now) {
                     actions.push(Action::SendGratuitousArp);

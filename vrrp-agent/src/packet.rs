@@ -308,7 +308,10 @@ mod tests {
         let mut wire = advert().encode(SRC, GROUP, ChecksumForm::PseudoHeader);
         wire[2] = 201;
         assert_eq!(Advert::parse(&wire, SRC, GROUP), Err(ParseError::Checksum));
-        assert_eq!(Advert::parse(&wire[..10], SRC, GROUP), Err(ParseError::Length));
+        assert_eq!(
+            Advert::parse(&wire[..10], SRC, GROUP),
+            Err(ParseError::Length)
+        );
         wire[0] = 0x21;
         assert_eq!(Advert::parse(&wire, SRC, GROUP), Err(ParseError::Version));
     }

@@ -102,7 +102,13 @@ mod tests {
 
     #[test]
     fn not_running_ignores_everything() {
-        assert_eq!(classify(&local(state::INIT, 100, true), 255, [1, 1, 1, 1]), Verdict::Ignore);
-        assert_eq!(classify(&local(state::FAULT, 100, true), 255, [1, 1, 1, 1]), Verdict::Ignore);
+        assert_eq!(
+            classify(&local(state::INIT, 100, true), 255, [1, 1, 1, 1]),
+            Verdict::Ignore
+        );
+        assert_eq!(
+            classify(&local(state::FAULT, 100, true), 255, [1, 1, 1, 1]),
+            Verdict::Ignore
+        );
     }
 }

@@ -196,8 +196,11 @@ impl Builder {
         match vrid {
             Some(v) => instance.vrid = v as u8,
             None => self.errors.push(
-                Diagnostic::new(&s.keyword.location, "vrrp_instance has no `virtual_router_id`")
-                    .hint("add `virtual_router_id 51` (1-255, the same on every peer)"),
+                Diagnostic::new(
+                    &s.keyword.location,
+                    "vrrp_instance has no `virtual_router_id`",
+                )
+                .hint("add `virtual_router_id 51` (1-255, the same on every peer)"),
             ),
         }
         if instance.initial_state == InitialState::Master
@@ -220,7 +223,10 @@ impl Builder {
                 self.errors.push(
                     Diagnostic::new(
                         &extra.location,
-                        format!("virtual_ipaddress option `{}` is not supported yet", extra.text),
+                        format!(
+                            "virtual_ipaddress option `{}` is not supported yet",
+                            extra.text
+                        ),
                     )
                     .hint("write the address alone, e.g. `10.0.0.100/24`"),
                 );
@@ -325,8 +331,11 @@ impl Builder {
     fn block<'s>(&mut self, s: &'s Statement) -> Option<&'s [Statement]> {
         if s.block.is_none() {
             self.errors.push(
-                Diagnostic::new(&s.keyword.location, format!("`{}` needs a block", s.keyword.text))
-                    .hint("open it with `{` on the same line"),
+                Diagnostic::new(
+                    &s.keyword.location,
+                    format!("`{}` needs a block", s.keyword.text),
+                )
+                .hint("open it with `{` on the same line"),
             );
         }
         s.block.as_deref()
@@ -355,7 +364,10 @@ impl Builder {
             [_, extra, ..] => {
                 self.errors.push(Diagnostic::new(
                     &extra.location,
-                    format!("unexpected `{}` after the value of `{}`", extra.text, s.keyword.text),
+                    format!(
+                        "unexpected `{}` after the value of `{}`",
+                        extra.text, s.keyword.text
+                    ),
                 ));
                 None
             }
@@ -384,7 +396,10 @@ impl Builder {
             _ => {
                 let d = Diagnostic::new(
                     &w.location,
-                    format!("`{}` expects an integer from {min} to {max}, not `{}`", s.keyword.text, w.text),
+                    format!(
+                        "`{}` expects an integer from {min} to {max}, not `{}`",
+                        s.keyword.text, w.text
+                    ),
                 );
                 self.errors.push(d);
                 None
@@ -403,16 +418,22 @@ impl Builder {
             "BACKUP" => InitialState::Backup,
             _ => {
                 self.errors.push(
-                    Diagnostic::new(&w.location, format!("`state` must be MASTER or BACKUP, not `{}`", w.text))
-                        .hint("write `state BACKUP` (or MASTER on the preferred node)"),
+                    Diagnostic::new(
+                        &w.location,
+                        format!("`state` must be MASTER or BACKUP, not `{}`", w.text),
+                    )
+                    .hint("write `state BACKUP` (or MASTER on the preferred node)"),
                 );
                 return None;
             }
         };
         if w.text != w.text.to_ascii_uppercase() {
             self.warnings.push(
-                Diagnostic::new(&w.location, format!("`state {}` should be upper case", w.text))
-                    .hint("keepalived expects MASTER or BACKUP"),
+                Diagnostic::new(
+                    &w.location,
+                    format!("`state {}` should be upper case", w.text),
+                )
+                .hint("keepalived expects MASTER or BACKUP"),
             );
         }
         Some(state)
@@ -421,14 +442,21 @@ impl Builder {
     /// `advert_int` in seconds with up to two decimals, as centiseconds.
     fn advert_int(&mut self, s: &Statement) -> Option<u16> {
         let w = self.value(s)?;
-        let parsed = w.text.parse::<f64>().ok().filter(|f| f.is_finite() && *f > 0.0);
+        let parsed = w
+            .text
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0);
         match parsed.map(|f| (f * 100.0).round()) {
             Some(cs) if (1.0..=4095.0).contains(&cs) => Some(cs as u16),
             _ => {
                 self.errors.push(
                     Diagnostic::new(
                         &w.location,
-                        format!("`advert_int {}` is not a number of seconds from 0.01 to 40.95", w.text),
+                        format!(
+                            "`advert_int {}` is not a number of seconds from 0.01 to 40.95",
+                            w.text
+                        ),
                     )
                     .hint("write e.g. `advert_int 1` or `advert_int 0.1`"),
                 );

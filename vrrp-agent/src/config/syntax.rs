@@ -178,8 +178,9 @@ impl Parser {
                     match statements.last_mut() {
                         Some(last) if last.block.is_none() => last.block = Some(children),
                         _ => self.errors.push(
-                            Diagnostic::new(&at, "`{` without a keyword before it")
-                                .hint("a block belongs to a keyword such as `vrrp_instance NAME {`"),
+                            Diagnostic::new(&at, "`{` without a keyword before it").hint(
+                                "a block belongs to a keyword such as `vrrp_instance NAME {`",
+                            ),
                         ),
                     }
                 }
@@ -238,7 +239,10 @@ mod tests {
         let text = "global_defs {\n  router_id r1 # trailing\n}\n! whole line\nvrrp_instance VI_1\n{\n  virtual_ipaddress {\n    10.0.0.1/24\n  }\n}\n";
         let stmts = parse("k.conf".into(), text).unwrap();
         assert_eq!(stmts.len(), 2);
-        assert_eq!(words(&stmts[0].block.as_ref().unwrap()[0]), ["router_id", "r1"]);
+        assert_eq!(
+            words(&stmts[0].block.as_ref().unwrap()[0]),
+            ["router_id", "r1"]
+        );
         assert_eq!(words(&stmts[1]), ["vrrp_instance", "VI_1"]);
         let vips = &stmts[1].block.as_ref().unwrap()[0];
         assert_eq!(words(&vips.block.as_ref().unwrap()[0]), ["10.0.0.1/24"]);

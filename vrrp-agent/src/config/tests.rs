@@ -36,7 +36,10 @@ fn parses_the_foundation_subset() {
     let i = &c.instances[0];
     assert_eq!(i.name, "VI_1");
     assert_eq!(i.initial_state, InitialState::Master);
-    assert_eq!((i.vrid, i.priority, i.advert_int_cs, i.version), (51, 200, 10, 3));
+    assert_eq!(
+        (i.vrid, i.priority, i.advert_int_cs, i.version),
+        (51, 200, 10, 3)
+    );
     assert!(i.preempt);
     assert_eq!(i.virtual_addresses[1].prefix_len, 32);
     assert_eq!(i.location.line, 7);
@@ -52,7 +55,8 @@ fn typo_in_keyword_is_located() {
 
 #[test]
 fn out_of_range_values_are_located() {
-    let (line, col, msg) = first_error(&GOOD.replace("virtual_router_id 51", "virtual_router_id 256"));
+    let (line, col, msg) =
+        first_error(&GOOD.replace("virtual_router_id 51", "virtual_router_id 256"));
     assert_eq!((line, col), (10, 23));
     assert!(msg.contains("1 to 255"), "{msg}");
     let (_, _, msg) = first_error(&GOOD.replace("advert_int 0.1", "advert_int 41"));
@@ -74,7 +78,11 @@ fn v2_is_refused_with_its_location_never_run_as_v3() {
 
 #[test]
 fn duplicate_vrid_on_an_interface_is_refused() {
-    let second = GOOD.split("vrrp_instance").nth(1).unwrap().replace("VI_1", "VI_2");
+    let second = GOOD
+        .split("vrrp_instance")
+        .nth(1)
+        .unwrap()
+        .replace("VI_1", "VI_2");
     let text = format!("{GOOD}vrrp_instance{second}");
     let errs = cfg(&text).unwrap_err();
     assert!(errs.0[0].message.contains("already used"), "{}", errs);

@@ -90,7 +90,9 @@ fn priority_zero_sets_the_timer_to_skew() {
     e.handle(Input::Advert(advert(200, 100, SEC)), SEC);
     e.handle(Input::Advert(advert(0, 100, 2 * SEC)), 2 * SEC);
     assert_eq!(e.master_down_at(), Some(2 * SEC + 609_375_000));
-    assert!(became_master(&e.handle(Input::Timer, 2 * SEC + 609_375_000)));
+    assert!(became_master(
+        &e.handle(Input::Timer, 2 * SEC + 609_375_000)
+    ));
 }
 
 #[test]
@@ -126,7 +128,10 @@ fn master_answers_priority_zero_with_an_advert() {
 #[test]
 fn master_advertises_on_schedule_and_refreshes_garp() {
     let mut e = started(255, true);
-    assert_eq!(e.handle(Input::Timer, SEC), vec![Action::SendAdvert { priority: 255 }]);
+    assert_eq!(
+        e.handle(Input::Timer, SEC),
+        vec![Action::SendAdvert { priority: 255 }]
+    );
     assert_eq!(e.next_wakeup(), Some(2 * SEC));
     // A late wake-up does not drift the schedule.
     e.handle(Input::Timer, 2 * SEC + 300 * MS);

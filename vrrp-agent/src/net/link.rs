@@ -119,7 +119,11 @@ impl Netlink {
         Ok(())
     }
 
-    async fn find_address(&self, index: u32, vip: &VirtualAddress) -> Result<Option<AddressMessage>> {
+    async fn find_address(
+        &self,
+        index: u32,
+        vip: &VirtualAddress,
+    ) -> Result<Option<AddressMessage>> {
         Ok(self
             .ipv4_addresses(index)
             .await?

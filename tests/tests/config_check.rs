@@ -1,0 +1,57 @@
+//! `vrrp-agent -t -f FILE`: located errors and keepalived's exit codes. Needs no root.
+
+use std::process::Command;
+
+use vrrp_lab::{agent::agent_binary, single_instance_config};
+
+fn check(config: &str) -> (Option<i32>, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vrrp-config-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("k{}.conf", config.len()));
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(agent_binary())
+        .arg("-t")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("run vrrp-agent");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path,
+    )
+}
+
+#[test]
+fn a_good_config_passes() {
+    let (code, stderr, _) = check(&single_instance_config(100, "1"));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_typo_is_reported_at_its_line_and_column() {
+    let config = single_instance_config(100, "1").replace("    priority 100", "    priorty 100");
+    let (code, stderr, path) = check(&config);
+    assert_eq!(code, Some(3), "{stderr}");
+    let line = config.lines().position(|l| l.contains("priorty")).unwrap() + 1;
+    let expected = format!(
+        "{}:{line}:5: error: unknown or unsupported keyword `priorty`",
+        path.display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in:\n{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let config = single_instance_config(100, "1")
+        .replace("virtual_router_id 51", "virtual_router_id 300")
+        .replace("advert_int 1", "advert_int fast");
+    let (code, stderr, _) = check(&config);
+    assert_eq!(code, Some(3));
+    assert!(stderr.contains("1 to 255"), "{stderr}");
+    assert!(stderr.contains("advert_int fast"), "{stderr}");
+}

@@ -1,0 +1,169 @@
+//! Two agents elect a master over real VRRPv3 packets, and the VIP moves when it dies.
+//!
+//! Each test builds its own lab (namespaces named after the test and the process), so they
+//! run in parallel and clean up even when they fail.
+
+use std::time::{Duration, Instant};
+
+use vrrp_agent::{election::State, packet::Arp};
+use vrrp_common::timers;
+use vrrp_lab::{Lab, VIP, frames, mac_string, require_root, single_instance_config, wait_for};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// Starts r1 at priority 200 and r2 at 100, and waits for r1 MASTER / r2 BACKUP.
+fn elected_pair(lab: &Lab, advert_int: &str) -> (vrrp_lab::Agent, vrrp_lab::Agent) {
+    let master = lab
+        .spawn_agent(lab.router(0), &single_instance_config(200, advert_int))
+        .expect("start r1");
+    let backup = lab
+        .spawn_agent(lab.router(1), &single_instance_config(100, advert_int))
+        .expect("start r2");
+    assert!(
+        master.wait_state(State::Master, 10 * SEC).is_some(),
+        "r1 never became MASTER"
+    );
+    // r2 is BACKUP and has heard r1.
+    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
+        let s = backup.status().ok()?;
+        let i = s.instances.first()?;
+        (i.state == State::Backup && i.master.as_ref()?.address == lab.router(0).addr).then_some(())
+    });
+    assert!(
+        heard.is_some(),
+        "r2 is not a BACKUP of r1: {:?}",
+        backup.status()
+    );
+    (master, backup)
+}
+
+/// Asks for the VIP's MAC with a crafted ARP request from the client.
+fn arp_for_vip(lab: &Lab) -> Option<[u8; 6]> {
+    let cap = lab.capture(&lab.client).expect("client capture");
+    let request = frames::arp_request(lab.client.mac, lab.client.addr, VIP);
+    for _ in 0..3 {
+        cap.send(&request).expect("send ARP request");
+        let reply = cap.wait_incoming(SEC, |f| {
+            Arp::parse_frame(f)
+                .is_some_and(|a| a.op == vrrp_agent::packet::ARP_REPLY && a.spa == VIP)
+        });
+        if let Some(frame) = reply {
+            return Arp::parse_frame(&frame.data).map(|a| a.sha);
+        }
+    }
+    None
+}
+
+#[test]
+fn higher_priority_becomes_master_holds_the_vip_and_answers_arp() {
+    if !require_root("higher_priority_becomes_master_holds_the_vip_and_answers_arp") {
+        return;
+    }
+    let lab = Lab::new("elect", 2).expect("lab");
+    let (master, backup) = elected_pair(&lab, "0.1");
+    assert!(
+        lab.addresses(lab.router(0)).unwrap().contains(&VIP),
+        "MASTER does not hold the VIP"
+    );
+    assert!(
+        !lab.addresses(lab.router(1)).unwrap().contains(&VIP),
+        "BACKUP holds the VIP"
+    );
+    assert_eq!(
+        arp_for_vip(&lab),
+        Some(lab.router(0).mac),
+        "the VIP does not resolve to r1"
+    );
+    // The status names the master the backup listens to, and the VIP.
+    let status = backup.status().unwrap();
+    assert_eq!(status.instances[0].virtual_addresses[0].address, VIP);
+    assert!(status.counters["valid-adverts"] > 0);
+    // The backup joined the VRRP group, so real NICs and switches deliver adverts.
+    let maddr = std::process::Command::new("ip")
+        .args(["-n", &lab.router(1).ns, "maddr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&maddr.stdout).contains("224.0.0.18"));
+    drop(master);
+}
+
+#[test]
+fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
+    if !require_root("sigkill_of_the_master_moves_the_vip_within_master_down_interval") {
+        return;
+    }
+    let lab = Lab::new("sigkill", 2).expect("lab");
+    let (mut master, backup) = elected_pair(&lab, "0.1");
+    // The client learns the VIP -> r1 through its own ARP resolution.
+    lab.client_poke(VIP).unwrap();
+    let learned = wait_for(3 * SEC, Duration::from_millis(20), || {
+        lab.client_neighbour(VIP).ok().flatten()
+    });
+    assert_eq!(learned, Some(lab.router(0).mac));
+    let client = lab.capture(&lab.client).unwrap();
+
+    let killed = Instant::now();
+    master.signal(libc::SIGKILL);
+    master.wait_exit(5 * SEC);
+    let bound = Duration::from_nanos(timers::master_down_ns(100, 10));
+    let took = backup.wait_state(State::Master, bound + 2 * SEC);
+    let took = took.unwrap_or_else(|| panic!("r2 did not take over within {bound:?} + 2 s"));
+    eprintln!(
+        "takeover after SIGKILL: {:?} (master-down interval {bound:?})",
+        killed.elapsed()
+    );
+    assert!(took <= bound + 2 * SEC);
+
+    assert!(
+        lab.addresses(lab.router(1)).unwrap().contains(&VIP),
+        "new MASTER lacks the VIP"
+    );
+    let garp = client.wait_incoming(2 * SEC, |f| {
+        Arp::parse_frame(f)
+            .is_some_and(|a| a.spa == VIP && a.tpa == VIP && a.sha == lab.router(1).mac)
+    });
+    assert!(garp.is_some(), "no gratuitous ARP from r2 for the VIP");
+    let moved = wait_for(2 * SEC, Duration::from_millis(20), || {
+        (lab.client_neighbour(VIP).ok().flatten() == Some(lab.router(1).mac)).then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "client neighbour entry still {:?}, expected {}",
+        lab.client_neighbour(VIP)
+            .ok()
+            .flatten()
+            .map(|m| mac_string(&m)),
+        mac_string(&lab.router(1).mac)
+    );
+}
+
+#[test]
+fn sigterm_of_the_master_hands_over_after_skew_time() {
+    if !require_root("sigterm_of_the_master_hands_over_after_skew_time") {
+        return;
+    }
+    let lab = Lab::new("sigterm", 2).expect("lab");
+    // 0.5 s adverts: master-down is 1.80 s, skew 0.30 s, so the two paths are far apart.
+    let (mut master, backup) = elected_pair(&lab, "0.5");
+    let master_down = Duration::from_nanos(timers::master_down_ns(100, 50));
+    let skew = Duration::from_nanos(timers::skew_ns(100, 50));
+
+    master.signal(libc::SIGTERM);
+    let took = backup
+        .wait_state(State::Master, master_down + 2 * SEC)
+        .expect("no takeover");
+    eprintln!("takeover after SIGTERM: {took:?} (skew {skew:?}, master-down {master_down:?})");
+    assert!(
+        took < skew + (master_down - skew) / 2,
+        "takeover took {took:?}: the priority-0 advert was not honoured (skew {skew:?})"
+    );
+    let status = master
+        .wait_exit(5 * SEC)
+        .expect("r1 did not exit on SIGTERM");
+    assert!(status.success(), "r1 exited with {status}");
+    assert!(
+        !lab.addresses(lab.router(0)).unwrap().contains(&VIP),
+        "r1 left the VIP behind"
+    );
+    assert!(lab.addresses(lab.router(1)).unwrap().contains(&VIP));
+}
