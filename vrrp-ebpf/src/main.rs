@@ -76,7 +76,7 @@ pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
 /// that fails validation is counted and dropped; unknown VRIDs are counted and passed on.
 fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     let key = InstanceKey::ipv4(ctx.ingress_ifindex() as u32, advert.vrid);
-    let Some(cfg) = CONFIG.get_ptr(&key) else {
+    let Some(cfg) = CONFIG.get_ptr(key) else {
         count(counters::VRID_ERRORS);
         return xdp_action::XDP_PASS;
     };
@@ -111,8 +111,8 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         pad: 0,
         interval_cs: advert.interval_cs,
     };
-    let previous = SEEN.get_ptr(&key).map(|p| unsafe { *p });
-    let _ = SEEN.insert(&key, &seen, BPF_ANY as u64);
+    let previous = SEEN.get_ptr(key).map(|p| unsafe { *p });
+    let _ = SEEN.insert(key, seen, BPF_ANY as u64);
 
     match verdict {
         Verdict::ResetTimer => arm_master_down(
@@ -179,7 +179,11 @@ fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
     unsafe {
         (*slot).generation = generation;
         let timer = &raw mut (*slot).timer;
-        bpf_timer_init(timer, (&raw const TIMERS).cast_mut().cast(), CLOCK_MONOTONIC);
+        bpf_timer_init(
+            timer,
+            (&raw const TIMERS).cast_mut().cast(),
+            CLOCK_MONOTONIC,
+        );
         bpf_timer_set_callback(timer, master_down_expired as *mut c_void);
         bpf_timer_start(timer, after_ns, 0);
     }
@@ -194,7 +198,7 @@ unsafe extern "C" fn master_down_expired(
 ) -> i32 {
     // SAFETY: the kernel passes valid key and value pointers of TIMERS.
     let (key, generation) = unsafe { (*key, (*slot).generation) };
-    let Some(cfg) = CONFIG.get_ptr(&key) else {
+    let Some(cfg) = CONFIG.get_ptr(key) else {
         return 0;
     };
     // SAFETY: map value pointer valid for this run.
@@ -216,7 +220,7 @@ unsafe extern "C" fn master_down_expired(
 }
 
 fn send_event(event: Event) {
-    if EVENTS.output(&event, 0).is_ok() {
+    if EVENTS.output(event, 0).is_ok() {
         count(counters::EVENTS_SENT);
     } else {
         count(counters::EVENTS_LOST);
