@@ -118,6 +118,18 @@ impl Agent {
             .unwrap_or(0)
     }
 
+    /// A counter of the first instance by name.
+    pub fn instance_counter(&self, name: &str) -> u64 {
+        self.status()
+            .ok()
+            .and_then(|s| {
+                s.instances
+                    .first()
+                    .and_then(|i| i.counters.get(name).copied())
+            })
+            .unwrap_or(0)
+    }
+
     /// Sends a signal.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill has no memory preconditions.

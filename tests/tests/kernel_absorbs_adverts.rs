@@ -106,6 +106,7 @@ fn invalid_adverts_do_not_hold_a_backup_and_valid_ones_do() {
         );
 
         let discarded_before = backup.counter(flaw.counter());
+        let instance_before = backup.instance_counter(flaw.counter());
         stream.set(flaw);
         let took = backup.wait_state(State::Master, master_down + 2 * SEC);
         let took = took.unwrap_or_else(|| panic!("{flaw:?} adverts held the backup"));

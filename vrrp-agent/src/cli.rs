@@ -107,6 +107,12 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn print_counters(indent: &str, counters: &std::collections::BTreeMap<String, u64>) {
+    for (name, value) in counters.iter().filter(|(_, v)| **v > 0) {
+        println!("{indent}{name:<24} {value}");
+    }
+}
+
 async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
     let reply = match control::request(socket, &Request::Status).await {
         Ok(r) => r,
@@ -151,10 +157,10 @@ async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
                     master,
                     vips.join(",")
                 );
+                print_counters("    ", &i.counters);
             }
-            for (name, value) in status.counters.iter().filter(|(_, v)| **v > 0) {
-                println!("  {name:<24} {value}");
-            }
+            println!("dataplane (all interfaces):");
+            print_counters("    ", &status.counters);
             ExitCode::SUCCESS
         }
     }

@@ -44,7 +44,8 @@ pub struct Status {
     pub pid: u32,
     /// One entry per `vrrp_instance`.
     pub instances: Vec<InstanceStatus>,
-    /// The XDP program's counters, by RFC 8347 name where there is one.
+    /// The XDP program's counters for all instances and interfaces, by RFC 8347 name where
+    /// there is one.
     pub counters: BTreeMap<String, u64>,
 }
 
@@ -69,6 +70,8 @@ pub struct InstanceStatus {
     pub master: Option<MasterStatus>,
     /// The virtual addresses.
     pub virtual_addresses: Vec<VirtualAddress>,
+    /// This instance's dataplane counters (everything counted after the VRID lookup).
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// The master a backup listens to.
@@ -97,6 +100,15 @@ pub enum Reply {
 
 /// A request waiting for the daemon's main loop to answer.
 pub type Pending = (Request, oneshot::Sender<Reply>);
+
+/// Names counter values (indexed by `vrrp_common::counters`).
+pub fn named_counters(values: [u64; vrrp_common::counters::COUNT]) -> BTreeMap<String, u64> {
+    vrrp_common::counters::NAMES
+        .iter()
+        .zip(values)
+        .map(|(name, v)| ((*name).to_string(), v))
+        .collect()
+}
 
 /// Binds the socket and serves it, handing requests to the main loop over `tx`.
 pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<()> {

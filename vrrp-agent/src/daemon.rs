@@ -4,14 +4,14 @@
 //! a control request or a signal; a backup listening to a healthy master therefore sleeps
 //! until the kernel's master-down timer fires.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use vrrp_common::{InstanceConfig, InstanceKey, counters, event};
+use vrrp_common::{InstanceConfig, InstanceKey, event};
 
 use crate::{
     config::{self, Config},
@@ -161,7 +161,7 @@ impl Instance {
         }
     }
 
-    fn status(&self) -> InstanceStatus {
+    fn status(&self, dataplane: &Dataplane) -> InstanceStatus {
         InstanceStatus {
             name: self.config.name.clone(),
             interface: self.iface.name.clone(),
@@ -176,6 +176,7 @@ impl Instance {
                 interval_cs: m.interval_cs,
             }),
             virtual_addresses: self.config.virtual_addresses.clone(),
+            counters: control::named_counters(dataplane.instance_counters(&self.key)),
         }
     }
 }
@@ -275,20 +276,16 @@ impl Daemon {
 
     fn answer(&self, request: &Request) -> Reply {
         match request {
-            Request::Status => {
-                let values = self.dataplane.counters();
-                let counters: BTreeMap<String, u64> = counters::NAMES
+            Request::Status => Reply::Status(Status {
+                router_id: self.router_id.clone(),
+                pid: std::process::id(),
+                instances: self
+                    .instances
                     .iter()
-                    .zip(values)
-                    .map(|(name, v)| ((*name).to_string(), v))
-                    .collect();
-                Reply::Status(Status {
-                    router_id: self.router_id.clone(),
-                    pid: std::process::id(),
-                    instances: self.instances.iter().map(Instance::status).collect(),
-                    counters,
-                })
-            }
+                    .map(|i| i.status(&self.dataplane))
+                    .collect(),
+                counters: control::named_counters(self.dataplane.counters()),
+            }),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::mem::size_of;
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tokio::io::unix::AsyncFd;
@@ -38,6 +38,7 @@ pub struct Dataplane {
     config: HashMap<MapData, InstanceKey, InstanceConfig>,
     seen: HashMap<MapData, InstanceKey, AdvertSeen>,
     counters: PerCpuArray<MapData, u64>,
+    instance_counters: PerCpuHashMap<MapData, InstanceKey, [u64; counters::COUNT]>,
     events: Option<Events>,
 }
 
@@ -80,6 +81,7 @@ impl Dataplane {
         let config = HashMap::try_from(take(&mut ebpf, "CONFIG")?)?;
         let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        let instance_counters = PerCpuHashMap::try_from(take(&mut ebpf, "INSTANCE_COUNTERS")?)?;
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
         // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, which
         // deregisters it before dropping it, so the descriptor outlives the registration.
@@ -91,6 +93,7 @@ impl Dataplane {
             config,
             seen,
             counters,
+            instance_counters,
             events: Some(Events(events)),
         })
     }
@@ -129,6 +132,7 @@ impl Dataplane {
     /// Forgets an instance (adverts for it are then passed on as unknown VRIDs).
     pub fn remove_instance(&mut self, key: &InstanceKey) {
         let _ = self.config.remove(key);
+        let _ = self.instance_counters.remove(key);
     }
 
     /// The latest counted advert of an instance.
@@ -142,6 +146,19 @@ impl Dataplane {
         for (i, slot) in out.iter_mut().enumerate() {
             if let Ok(values) = self.counters.get(&(i as u32), 0) {
                 *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// One instance's counters (those counted after the VRID lookup), summed over CPUs.
+    pub fn instance_counters(&self, key: &InstanceKey) -> [u64; counters::COUNT] {
+        let mut out = [0u64; counters::COUNT];
+        if let Ok(per_cpu) = self.instance_counters.get(key, 0) {
+            for values in per_cpu.iter() {
+                for (sum, v) in out.iter_mut().zip(values) {
+                    *sum += v;
+                }
             }
         }
         out

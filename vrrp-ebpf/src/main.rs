@@ -10,7 +10,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST, bpf_timer, xdp_action},
-    btf_maps::{HashMap, PerCpuArray, RingBuf},
+    btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
@@ -41,6 +41,11 @@ static TIMERS: HashMap<InstanceKey, MasterDownTimer, 1024> = HashMap::new();
 /// Global per-CPU counters, indexed by `vrrp_common::counters`.
 #[btf_map]
 static COUNTERS: PerCpuArray<u64, { counters::COUNT }> = PerCpuArray::new();
+
+/// Per-instance per-CPU counters (same indices), created by the kernel on first use.
+#[btf_map]
+static INSTANCE_COUNTERS: PerCpuHashMap<InstanceKey, [u64; counters::COUNT], 1024> =
+    PerCpuHashMap::new();
 
 /// State-relevant events for the agent.
 #[btf_map]
@@ -83,10 +88,10 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let cfg = unsafe { *cfg };
     if let Err(counter) = packet::validate(ctx, advert, cfg.version) {
-        count(counter);
+        count_for(&key, counter);
         return xdp_action::XDP_DROP;
     }
-    count(counters::VALID_ADVERTS);
+    count_for(&key, counters::VALID_ADVERTS);
 
     let local = Local {
         state: cfg.state,
@@ -96,7 +101,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     };
     let verdict = advert_rule::classify(&local, advert.priority, advert.src);
     if verdict == Verdict::Ignore {
-        count(counters::IGNORED_ADVERTS);
+        count_for(&key, counters::IGNORED_ADVERTS);
         return xdp_action::XDP_DROP;
     }
 
@@ -204,7 +209,7 @@ unsafe extern "C" fn master_down_expired(
     // SAFETY: map value pointer valid for this run.
     let cfg = unsafe { *cfg };
     if cfg.state == state::BACKUP && cfg.generation == generation {
-        count(counters::MASTER_DOWN_TIMERS);
+        count_for(&key, counters::MASTER_DOWN_TIMERS);
         send_event(Event {
             key,
             kind: event::MASTER_DOWN,
@@ -224,6 +229,26 @@ fn send_event(event: Event) {
         count(counters::EVENTS_SENT);
     } else {
         count(counters::EVENTS_LOST);
+    }
+}
+
+/// Counts for one instance, and globally.
+fn count_for(key: &InstanceKey, index: u32) {
+    count(index);
+    let slot = match INSTANCE_COUNTERS.get_ptr_mut(key) {
+        Some(slot) => slot,
+        None => {
+            let _ = INSTANCE_COUNTERS.insert(key, [0u64; counters::COUNT], BPF_NOEXIST as u64);
+            match INSTANCE_COUNTERS.get_ptr_mut(key) {
+                Some(slot) => slot,
+                None => return,
+            }
+        }
+    };
+    let index = index as usize;
+    if index < counters::COUNT {
+        // SAFETY: per-CPU slot of this instance, no concurrent writer on this CPU.
+        unsafe { (*slot)[index] += 1 };
     }
 }
 
