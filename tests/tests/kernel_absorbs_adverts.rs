@@ -117,6 +117,12 @@ fn invalid_adverts_do_not_hold_a_backup_and_valid_ones_do() {
             "{}: only {discarded} counted",
             flaw.counter()
         );
+        let per_instance = backup.instance_counter(flaw.counter()) - instance_before;
+        assert!(
+            per_instance >= 10,
+            "{} not counted for the instance",
+            flaw.counter()
+        );
         assert!(lab.addresses(lab.router(1)).unwrap().contains(&VIP));
 
         // Valid adverts from a higher priority make it step down again.

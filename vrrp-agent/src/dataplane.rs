@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{TestRun as _, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tokio::io::unix::AsyncFd;
 use vrrp_common::{AdvertSeen, Event, InstanceConfig, InstanceKey, counters};
@@ -162,6 +162,29 @@ impl Dataplane {
             }
         }
         out
+    }
+
+    /// Runs the XDP program once on `frame` as if it arrived on `ifindex` (BPF_PROG_TEST_RUN),
+    /// returning the XDP action. The maps are the live ones, so counters, `SEEN`, timers and
+    /// events behave exactly as for a frame from the wire. `ifindex` must exist (use 1, `lo`).
+    pub fn run_frame(&mut self, frame: &[u8], ifindex: u32) -> Result<u32> {
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex }, all u32.
+        let md: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&md),
+            ..TestRunOptions::default()
+        };
+        let result = program_mut(&mut self.ebpf)?
+            .test_run(opts)
+            .context("BPF_PROG_TEST_RUN")?;
+        Ok(result.return_value)
     }
 
     /// Takes the event stream (once).
