@@ -3,11 +3,12 @@
 use std::{
     io,
     mem::{size_of, zeroed},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
 
 use anyhow::Result;
+use vrrp_agent::net::sockets::send_frame;
 
 use crate::netns::run_in;
 
@@ -17,7 +18,7 @@ const PACKET_OUTGOING: u8 = 4;
 /// A raw socket on one interface: sees every frame (both directions) and can send frames.
 pub struct Capture {
     fd: OwnedFd,
-    ifindex: i32,
+    ifindex: u32,
 }
 
 /// A captured frame.
@@ -72,7 +73,10 @@ impl Capture {
             if rc != 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok(Capture { fd, ifindex })
+            Ok(Capture {
+                fd,
+                ifindex: ifindex as u32,
+            })
         })?
         .map_err(Into::into)
     }
@@ -141,26 +145,6 @@ impl Capture {
 
     /// Sends one frame out of the interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: plain data.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: buffers valid for their lengths.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        send_frame(self.fd.as_fd(), self.ifindex, frame)
     }
 }

@@ -7,7 +7,7 @@ use std::{
     io,
     mem::{size_of, zeroed},
     net::{Ipv4Addr, SocketAddrV4},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Context as _, Result};
@@ -97,27 +97,37 @@ impl ArpSender {
     /// Broadcasts one gratuitous ARP for `address`.
     pub fn announce(&self, address: Ipv4Addr) -> io::Result<()> {
         let frame = Arp::gratuitous(self.mac, address).frame(BROADCAST_MAC);
-        // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
-        sll.sll_ifindex = self.ifindex as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&BROADCAST_MAC);
-        // SAFETY: frame and sll are valid for the given lengths.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        send_frame(self.fd.as_fd(), self.ifindex, &frame)
     }
+}
+
+/// Sends a whole Ethernet frame on an AF_PACKET socket out of interface `ifindex`.
+pub fn send_frame(fd: BorrowedFd<'_>, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+    if frame.len() < 6 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame shorter than a MAC",
+        ));
+    }
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: frame and sll are valid for the given lengths.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const sll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
