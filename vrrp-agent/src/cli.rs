@@ -107,9 +107,42 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn print_counters(indent: &str, counters: &std::collections::BTreeMap<String, u64>) {
+/// The human-readable status table.
+fn render_status(status: &control::Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "router_id {}  pid {}", status.router_id, status.pid);
+    for i in &status.instances {
+        let master = i.master.as_ref().map_or("-".to_string(), |m| {
+            format!("{} (prio {})", m.address, m.priority)
+        });
+        let vips: Vec<String> = i
+            .virtual_addresses
+            .iter()
+            .map(|v| format!("{}/{}", v.address, v.prefix_len))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<16} {:<10} vrid {:<3} {:<7} prio {:<3} master {:<24} vips {}",
+            i.name,
+            i.interface,
+            i.vrid,
+            format!("{:?}", i.state).to_uppercase(),
+            i.effective_priority,
+            master,
+            vips.join(",")
+        );
+        render_counters(&mut out, &i.counters);
+    }
+    out.push_str("dataplane (all interfaces):\n");
+    render_counters(&mut out, &status.counters);
+    out
+}
+
+fn render_counters(out: &mut String, counters: &std::collections::BTreeMap<String, u64>) {
+    use std::fmt::Write as _;
     for (name, value) in counters.iter().filter(|(_, v)| **v > 0) {
-        println!("{indent}{name:<24} {value}");
+        let _ = writeln!(out, "    {name:<24} {value}");
     }
 }
 
@@ -137,30 +170,11 @@ async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
             }
         },
         Reply::Status(status) => {
-            println!("router_id {}  pid {}", status.router_id, status.pid);
-            for i in &status.instances {
-                let master = i.master.as_ref().map_or("-".to_string(), |m| {
-                    format!("{} (prio {})", m.address, m.priority)
-                });
-                let vips: Vec<String> = i
-                    .virtual_addresses
-                    .iter()
-                    .map(|v| format!("{}/{}", v.address, v.prefix_len))
-                    .collect();
-                println!(
-                    "{:<16} {:<10} vrid {:<3} {:<7} prio {:<3} master {:<24} vips {}",
-                    i.name,
-                    i.interface,
-                    i.vrid,
-                    format!("{:?}", i.state).to_uppercase(),
-                    i.effective_priority,
-                    master,
-                    vips.join(",")
-                );
-                print_counters("    ", &i.counters);
-            }
-            println!("dataplane (all interfaces):");
-            print_counters("    ", &status.counters);
+            // Written in one go, ignoring a closed pipe (`vrrp-agent status | head`).
+            let _ = std::io::Write::write_all(
+                &mut std::io::stdout(),
+                render_status(&status).as_bytes(),
+            );
             ExitCode::SUCCESS
         }
     }

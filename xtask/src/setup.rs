@@ -3,7 +3,7 @@
 //! - the nightly toolchain with `rust-src` (kernel programs build `core` from source);
 //! - `bpf-linker`, built against the nightly toolchain's own libLLVM and cached under
 //!   `$XDG_CACHE_HOME/vrrp-agent/tools` (default `~/.cache/vrrp-agent/tools`);
-//! - as root on Debian, the packages the lab uses (iproute2, ethtool).
+//! - as root on Debian, the packages the lab uses (iproute2, ethtool, keepalived).
 
 use std::{
     env, fs,
@@ -15,8 +15,13 @@ use crate::{Result, fail, run_quiet, step};
 
 /// bpf-linker release known to work with aya-ebpf 0.2 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the lab needs: `ip` for namespaces, `ethtool` for GRO on veth.
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[("ip", "iproute2"), ("ethtool", "ethtool")];
+/// Debian packages the lab needs (program, package): `ip` for namespaces, `ethtool` for GRO
+/// on veth, keepalived as the interop peer.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("ethtool", "ethtool"),
+    ("keepalived", "keepalived"),
+];
 
 /// Where setup caches tools (keep in sync with vrrp-agent/build.rs).
 pub fn tool_cache() -> PathBuf {

@@ -1,0 +1,131 @@
+//! Interop with Debian's keepalived as the peer, both directions, failover both ways.
+//!
+//! Each scenario fails if keepalived logs a complaint about our packets or its statistics
+//! (SIGUSR2 dump) show any receive or authentication error.
+
+use std::time::Duration;
+
+use vrrp_agent::election::State;
+use vrrp_common::timers;
+use vrrp_lab::{
+    Agent, Lab, VIP,
+    keepalived::{self, KaState, Keepalived},
+    require_root, single_instance_config, wait_for,
+};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// `heard_us`: whether keepalived must have received adverts from us (not when it is master
+/// from the start: a lower-priority backup never sends).
+fn assert_clean(ka: &Keepalived, heard_us: bool) {
+    let errors = ka.receive_errors();
+    assert!(
+        errors.is_empty(),
+        "keepalived complained about our packets:\n{}",
+        errors.join("\n")
+    );
+    let stats = ka.stats().expect("keepalived statistics");
+    assert!(
+        stats.nonzero_errors().is_empty(),
+        "keepalived counted receive errors: {:?}",
+        stats.nonzero_errors()
+    );
+    if heard_us {
+        assert!(
+            stats.adverts_received > 0,
+            "keepalived received none of our adverts"
+        );
+    }
+}
+
+fn follows(agent: &Agent, master: std::net::Ipv4Addr) -> bool {
+    wait_for(10 * SEC, Duration::from_millis(10), || {
+        let s = agent.status().ok()?;
+        let i = s.instances.first()?;
+        (i.state == State::Backup && i.master.as_ref()?.address == master).then_some(())
+    })
+    .is_some()
+}
+
+fn skip(test: &str) -> bool {
+    !require_root(test) || !keepalived::available(test)
+}
+
+#[test]
+fn keepalived_master_we_backup_then_we_take_over_when_it_dies() {
+    if skip("keepalived_master_we_backup_then_we_take_over_when_it_dies") {
+        return;
+    }
+    let _stats = keepalived::stats_lock();
+    let lab = Lab::new("kamaster", 2).expect("lab");
+    let config = |prio| single_instance_config(prio, "0.1");
+    let mut ka = Keepalived::spawn(&lab.dir, lab.router(0), &config(150)).unwrap();
+    let ours = lab.spawn_agent(lab.router(1), &config(100)).unwrap();
+
+    assert!(
+        ka.wait_state(KaState::Master, 10 * SEC).is_some(),
+        "keepalived never became MASTER"
+    );
+    assert!(
+        follows(&ours, lab.router(0).addr),
+        "we do not follow keepalived: {:?}",
+        ours.status()
+    );
+    std::thread::sleep(SEC);
+    assert_eq!(ours.state(), Some(State::Backup));
+    assert!(!lab.addresses(lab.router(1)).unwrap().contains(&VIP));
+    assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
+    assert_clean(&ka, false);
+
+    ka.kill();
+    let bound = Duration::from_nanos(timers::master_down_ns(100, 10));
+    assert!(
+        ours.wait_state(State::Master, bound + 2 * SEC).is_some(),
+        "no takeover after keepalived died"
+    );
+    assert!(lab.addresses(lab.router(1)).unwrap().contains(&VIP));
+}
+
+#[test]
+fn we_master_keepalived_backup_then_it_takes_over_when_we_stop() {
+    if skip("we_master_keepalived_backup_then_it_takes_over_when_we_stop") {
+        return;
+    }
+    let _stats = keepalived::stats_lock();
+    let lab = Lab::new("kabackup", 2).expect("lab");
+    let config = |prio| single_instance_config(prio, "0.1");
+    let ours = lab.spawn_agent(lab.router(0), &config(200)).unwrap();
+    assert!(ours.wait_state(State::Master, 10 * SEC).is_some());
+    let ka = Keepalived::spawn(&lab.dir, lab.router(1), &config(100)).unwrap();
+
+    assert!(ka.wait_state(KaState::Backup, 10 * SEC).is_some());
+    std::thread::sleep(2 * SEC);
+    assert_eq!(
+        ka.state(),
+        Some(KaState::Backup),
+        "keepalived did not accept us as master"
+    );
+    assert!(!lab.addresses(lab.router(1)).unwrap().contains(&VIP));
+    assert_clean(&ka, true);
+
+    // Our SIGTERM sends priority 0: keepalived takes over after its skew time.
+    ours.signal(libc::SIGTERM);
+    let took = ka
+        .wait_state(KaState::Master, 3 * SEC)
+        .expect("keepalived did not take over");
+    eprintln!("keepalived took over {took:?} after our SIGTERM");
+    assert!(
+        wait_for(2 * SEC, Duration::from_millis(20), || {
+            lab.addresses(lab.router(1))
+                .ok()?
+                .contains(&VIP)
+                .then_some(())
+        })
+        .is_some()
+    );
+    let stats = ka.stats().unwrap();
+    assert!(
+        stats.priority_zero_received > 0,
+        "keepalived saw no priority-0 advert: {stats:?}"
+    );
+}
