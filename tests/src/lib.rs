@@ -231,13 +231,63 @@ pub fn wait_for<T>(
     }
 }
 
+/// One VRRP instance on `eth0` holding [`VIP`], as keepalived.conf (both daemons read it).
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// `priority`.
+    pub priority: u8,
+    /// `advert_int` as written.
+    pub advert_int: String,
+    /// `vrrp_version` in global_defs.
+    pub version: u8,
+    /// `authentication { auth_type PASS auth_pass ... }` (v2).
+    pub auth_pass: Option<String>,
+}
+
+impl Spec {
+    /// A VRRPv3 instance.
+    pub fn v3(priority: u8, advert_int: &str) -> Self {
+        Self {
+            priority,
+            advert_int: advert_int.to_string(),
+            version: 3,
+            auth_pass: None,
+        }
+    }
+
+    /// A VRRPv2 instance (whole-second intervals).
+    pub fn v2(priority: u8, advert_int: u8) -> Self {
+        Self {
+            version: 2,
+            ..Self::v3(priority, &advert_int.to_string())
+        }
+    }
+
+    /// With PASS authentication.
+    pub fn with_auth(mut self, pass: &str) -> Self {
+        self.auth_pass = Some(pass.to_string());
+        self
+    }
+
+    /// The configuration text.
+    pub fn config(&self) -> String {
+        let auth = self.auth_pass.as_ref().map_or(String::new(), |p| {
+            format!(
+                "    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}\n"
+            )
+        });
+        format!(
+            "global_defs {{\n    router_id lab\n    vrrp_version {}\n}}\n\n\
+             vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \
+             priority {}\n    advert_int {}\n{auth}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
+            self.version, self.priority, self.advert_int
+        )
+    }
+}
+
 /// A keepalived.conf with one VRRPv3 instance on `eth0` holding [`VIP`].
 pub fn single_instance_config(priority: u8, advert_int: &str) -> String {
-    format!(
-        "global_defs {{\n    router_id lab\n    vrrp_version 3\n}}\n\n\
-         vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \
-         priority {priority}\n    advert_int {advert_int}\n    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n"
-    )
+    Spec::v3(priority, advert_int).config()
 }
 
 /// Formats a MAC address.

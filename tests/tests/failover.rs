@@ -105,7 +105,7 @@ fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
     let killed = Instant::now();
     master.signal(libc::SIGKILL);
     master.wait_exit(5 * SEC);
-    let bound = Duration::from_nanos(timers::master_down_ns(100, 10));
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
     let took = backup.wait_state(State::Master, bound + 2 * SEC);
     let took = took.unwrap_or_else(|| panic!("r2 did not take over within {bound:?} + 2 s"));
     eprintln!(
@@ -145,8 +145,8 @@ fn sigterm_of_the_master_hands_over_after_skew_time() {
     let lab = Lab::new("sigterm", 2).expect("lab");
     // 0.5 s adverts: master-down is 1.80 s, skew 0.30 s, so the two paths are far apart.
     let (mut master, backup) = elected_pair(&lab, "0.5");
-    let master_down = Duration::from_nanos(timers::master_down_ns(100, 50));
-    let skew = Duration::from_nanos(timers::skew_ns(100, 50));
+    let master_down = Duration::from_nanos(timers::master_down_ns(3, 100, 50));
+    let skew = Duration::from_nanos(timers::skew_ns(3, 100, 50));
 
     master.signal(libc::SIGTERM);
     let took = backup

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vrrp_agent::election::State;
 use vrrp_common::timers;
 use vrrp_lab::{
-    Agent, Lab, VIP,
+    Agent, Lab, Spec, VIP,
     keepalived::{self, KaState, Keepalived},
     require_root, single_instance_config, wait_for,
 };
@@ -78,7 +78,7 @@ fn keepalived_master_we_backup_then_we_take_over_when_it_dies() {
     assert_clean(&ka, false);
 
     ka.kill();
-    let bound = Duration::from_nanos(timers::master_down_ns(100, 10));
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
     assert!(
         ours.wait_state(State::Master, bound + 2 * SEC).is_some(),
         "no takeover after keepalived died"
@@ -127,5 +127,50 @@ fn we_master_keepalived_backup_then_it_takes_over_when_we_stop() {
     assert!(
         stats.priority_zero_received > 0,
         "keepalived saw no priority-0 advert: {stats:?}"
+    );
+}
+
+#[test]
+fn vrrpv2_with_pass_authentication_both_directions() {
+    if skip("vrrpv2_with_pass_authentication_both_directions") {
+        return;
+    }
+    let _stats = keepalived::stats_lock();
+    let lab = Lab::new("kav2", 2).expect("lab");
+    let spec = |prio| Spec::v2(prio, 1).with_auth("s3cret");
+    // Priority 255 (address owner) takes over at once, keeping this v2 test short.
+    let ours = lab.spawn_agent(lab.router(0), &spec(255).config()).unwrap();
+    assert!(ours.wait_state(State::Master, 5 * SEC).is_some());
+    let mut ka = Keepalived::spawn(&lab.dir, lab.router(1), &spec(100).config()).unwrap();
+    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
+    std::thread::sleep(3 * SEC);
+    assert_eq!(
+        ka.state(),
+        Some(KaState::Backup),
+        "keepalived rejected our v2 adverts"
+    );
+    assert_clean(&ka, true);
+
+    ours.signal(libc::SIGTERM);
+    assert!(
+        ka.wait_state(KaState::Master, 3 * SEC).is_some(),
+        "no takeover after our priority 0"
+    );
+    drop(ours);
+
+    // Now keepalived is master and we follow it, checking its PASS data in the kernel.
+    let ours = lab.spawn_agent(lab.router(0), &spec(50).config()).unwrap();
+    assert!(
+        follows(&ours, lab.router(1).addr),
+        "we do not follow keepalived: {:?}",
+        ours.status()
+    );
+    assert_eq!(ours.instance_counter("auth-failures"), 0);
+    assert!(ours.instance_counter("valid-adverts") > 0);
+    ka.kill();
+    let bound = Duration::from_nanos(timers::master_down_ns(2, 50, 100));
+    assert!(
+        ours.wait_state(State::Master, bound + 2 * SEC).is_some(),
+        "no takeover after keepalived died"
     );
 }

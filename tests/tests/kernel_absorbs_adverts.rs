@@ -64,12 +64,7 @@ fn invalid_adverts_do_not_hold_a_backup_and_valid_ones_do() {
     let lab = Lab::new("discard", 2).expect("lab");
     // r1 runs no agent: the test speaks for it, at priority 200 every 10 ms.
     let r1 = lab.router(0).clone();
-    let advert = Advert {
-        vrid: 51,
-        priority: 200,
-        interval_cs: 10,
-        addresses: vec![VIP],
-    };
+    let advert = Advert::v3(51, 200, 10, vec![VIP]);
     let stream = AdvertStream::start(
         lab.capture(&r1).unwrap(),
         r1.mac,
@@ -80,7 +75,7 @@ fn invalid_adverts_do_not_hold_a_backup_and_valid_ones_do() {
     let backup = lab
         .spawn_agent(lab.router(1), &single_instance_config(100, "0.1"))
         .unwrap();
-    let master_down = Duration::from_nanos(timers::master_down_ns(100, 10));
+    let master_down = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
 
     let follows_r1 = |backup: &vrrp_lab::Agent| {
         wait_for(5 * SEC, Duration::from_millis(10), || {

@@ -7,7 +7,9 @@ use vrrp_agent::{
     dataplane::Dataplane,
     packet::{Advert, ChecksumForm, ETH_P_IP, Ipv4Header, checksum, ethernet, ipv4_multicast_mac},
 };
-use vrrp_common::{InstanceConfig, InstanceKey, VRRP_GROUP_V4, counters, event, state, timers};
+use vrrp_common::{
+    InstanceConfig, InstanceKey, VRRP_GROUP_V4, auth, counters, event, state, timers,
+};
 use vrrp_lab::{
     frames::{Flaw, advert_frame},
     require_root,
@@ -22,12 +24,7 @@ const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 
 fn advert(priority: u8) -> Advert {
-    Advert {
-        vrid: 51,
-        priority,
-        interval_cs: 1,
-        addresses: vec![VIP],
-    }
+    Advert::v3(51, priority, 1, vec![VIP])
 }
 
 /// A frame whose VRRP bytes were changed by `edit` (checksum recomputed after the edit).
@@ -76,10 +73,38 @@ struct Harness {
     /// The AsyncFd of the event ring is registered with this runtime.
     rt: tokio::runtime::Runtime,
     key: InstanceKey,
+    config: InstanceConfig,
 }
 
 impl Harness {
+    /// A VRRPv3 instance at 10 ms.
     fn new(state: u8, priority: u8) -> Self {
+        Self::with(InstanceConfig {
+            state,
+            priority,
+            preempt: 1,
+            version: 3,
+            primary_v4: [10, 0, 0, 2],
+            generation: 7,
+            interval_cs: 1,
+            auth_type: 0,
+            pad: 0,
+            auth_pass: [0; 8],
+        })
+    }
+
+    /// A VRRPv2 backup at 1 s with `auth_type PASS`, `auth_pass secret`.
+    fn v2_pass() -> Self {
+        Self::with(InstanceConfig {
+            version: 2,
+            interval_cs: 100,
+            auth_type: auth::PASS,
+            auth_pass: *b"secret\0\0",
+            ..Self::new(state::BACKUP, 100).config
+        })
+    }
+
+    fn with(config: InstanceConfig) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -87,22 +112,14 @@ impl Harness {
         let _guard = rt.enter();
         let mut dp = Dataplane::load().expect("load the XDP program");
         let key = InstanceKey::ipv4(IFINDEX, 51);
-        dp.set_instance(
-            key,
-            InstanceConfig {
-                state,
-                priority,
-                preempt: 1,
-                version: 3,
-                primary_v4: [10, 0, 0, 2],
-                generation: 7,
-                interval_cs: 1,
-                pad: [0; 2],
-            },
-        )
-        .unwrap();
+        dp.set_instance(key, config).unwrap();
         drop(_guard);
-        Self { dp, rt, key }
+        Self {
+            dp,
+            rt,
+            key,
+            config,
+        }
     }
 
     /// Runs a frame; returns the action and how much each counter grew.
@@ -314,7 +331,7 @@ fn a_counted_advert_arms_the_kernel_master_down_timer_which_wakes_the_agent() {
     assert_eq!(first[0].kind, event::NEW_MASTER);
     assert_eq!(first[0].advert.generation, 7);
     // 3 x 10 ms + skew: the kernel timer fires and raises MASTER_DOWN on its own.
-    let md = Duration::from_nanos(timers::master_down_ns(100, 1));
+    let md = Duration::from_nanos(timers::master_down_ns(3, 100, 1));
     let next = h.rt.block_on(async {
         let mut all = first;
         while !all.iter().any(|e| e.kind == event::MASTER_DOWN) {
@@ -341,6 +358,117 @@ fn a_counted_advert_arms_the_kernel_master_down_timer_which_wakes_the_agent() {
     // A lower priority with preempt on does not count (RFC 9568 6.4.2).
     let (_, delta) = h.run(&advert_frame(MAC, SRC, &advert(50), Flaw::None));
     assert_eq!(delta[counters::IGNORED_ADVERTS as usize], 1);
+}
+
+/// A VRRPv2 frame from SRC; `edit` changes the VRRP bytes before the checksum, which covers
+/// the VRRP message only (`pseudo`: wrongly, the IPv4 pseudo-header too).
+fn v2_frame(
+    interval_s: u8,
+    auth: Option<&[u8; 8]>,
+    pseudo: bool,
+    edit: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    let mut advert = Advert::v3(51, 200, u16::from(interval_s) * 100, vec![VIP]);
+    advert.version = 2;
+    advert.auth = auth.copied();
+    let group = Ipv4Addr::from(VRRP_GROUP_V4);
+    let mut vrrp = advert.encode(SRC, group, ChecksumForm::VrrpOnly);
+    edit(&mut vrrp);
+    vrrp[6..8].copy_from_slice(&[0, 0]);
+    let seed = if pseudo { pseudo_sum(vrrp.len()) } else { 0 };
+    let sum = checksum(seed, &vrrp);
+    vrrp[6..8].copy_from_slice(&sum.to_be_bytes());
+    ethernet(
+        ipv4_multicast_mac(group),
+        MAC,
+        ETH_P_IP,
+        &Ipv4Header::vrrp(SRC).wrap(&vrrp),
+    )
+}
+
+#[test]
+fn vrrpv2_rules_auth_interval_checksum_and_carp() {
+    if !require_root("vrrpv2_rules_auth_interval_checksum_and_carp") {
+        return;
+    }
+    let mut h = Harness::v2_pass();
+    let secret = *b"secret\0\0";
+    let (action, delta) = h.run(&v2_frame(1, Some(&secret), false, |_| {}));
+    assert_eq!(
+        (action, delta[counters::VALID_ADVERTS as usize]),
+        (XDP_DROP, 1),
+        "{:?}",
+        moved(&delta)
+    );
+    assert_eq!(h.dp.seen(&h.key).unwrap().interval_cs, 100);
+
+    // A v2 advert with 5 addresses is 36 bytes, the length of a CARP packet: still VRRP.
+    let five = v2_frame(1, Some(&secret), false, |v| {
+        v[3] = 5;
+        let auth: Vec<u8> = v.drain(12..).collect();
+        v.extend_from_slice(&[10, 0, 0, 101, 10, 0, 0, 102, 10, 0, 0, 103, 10, 0, 0, 104]);
+        v.extend_from_slice(&auth);
+    });
+    assert_eq!(five.len() - 34, 36);
+    let (_, delta) = h.run(&five);
+    assert_eq!(
+        delta[counters::VALID_ADVERTS as usize],
+        1,
+        "{:?}",
+        moved(&delta)
+    );
+
+    let cases: Vec<(&str, Vec<u8>, u32, u32)> = vec![
+        (
+            "wrong password",
+            v2_frame(1, Some(b"guess\0\0\0"), false, |_| {}),
+            XDP_DROP,
+            counters::AUTH_FAILURES,
+        ),
+        (
+            "no authentication",
+            v2_frame(1, None, false, |_| {}),
+            XDP_DROP,
+            counters::AUTH_TYPE_MISMATCH,
+        ),
+        (
+            "interval 2 s, ours 1 s",
+            v2_frame(2, Some(&secret), false, |_| {}),
+            XDP_DROP,
+            counters::INTERVAL_ERRORS,
+        ),
+        (
+            "v3 advert to a v2 instance",
+            advert_frame(MAC, SRC, &advert(200), Flaw::None),
+            XDP_DROP,
+            counters::VERSION_ERRORS,
+        ),
+        (
+            "v2 checksum over a pseudo-header",
+            v2_frame(1, Some(&secret), true, |_| {}),
+            XDP_DROP,
+            counters::CHECKSUM_ERRORS,
+        ),
+        (
+            "CARP (36 bytes, authlen 7)",
+            v2_frame(1, Some(&secret), false, |v| {
+                v[3] = 7;
+                v.resize(36, 0);
+            }),
+            XDP_PASS,
+            counters::CARP_PACKETS,
+        ),
+    ];
+    for (name, frame, action, counter) in cases {
+        let (got, delta) = h.run(&frame);
+        assert_eq!(got, action, "{name}: action");
+        assert!(
+            only(&delta, counter),
+            "{name}: expected {} only, counters moved {:?}",
+            counters::NAMES[counter as usize],
+            moved(&delta)
+        );
+    }
 }
 
 fn moved(delta: &[u64; counters::COUNT]) -> Vec<(&'static str, u64)> {

@@ -11,7 +11,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use vrrp_common::{InstanceConfig, InstanceKey, event};
+use vrrp_common::{InstanceConfig, InstanceKey, auth, event};
 
 use crate::{
     config::{self, Config},
@@ -69,6 +69,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
         let xdp_mode = dataplane.attach(iface.index, &iface.name)?;
         let key = InstanceKey::ipv4(iface.index, ic.vrid);
         let election = Election::new(Params {
+            version: ic.version,
             priority: ic.priority,
             preempt: ic.preempt,
             advert_int_cs: ic.advert_int_cs,
@@ -157,7 +158,13 @@ impl Instance {
             primary_v4: params.primary.octets(),
             generation: self.generation,
             interval_cs: params.advert_int_cs,
-            pad: [0; 2],
+            auth_type: if self.config.auth_pass.is_some() {
+                auth::PASS
+            } else {
+                auth::NONE
+            },
+            pad: 0,
+            auth_pass: self.config.auth_pass.unwrap_or_default(),
         }
     }
 
@@ -235,6 +242,8 @@ impl Daemon {
             }
             Action::SendAdvert { priority } => {
                 let advert = Advert {
+                    version: instance.config.version,
+                    auth: instance.config.auth_pass,
                     vrid: instance.config.vrid,
                     priority,
                     interval_cs: instance.config.advert_int_cs,

@@ -46,6 +46,8 @@ impl State {
 /// The instance's fixed parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
+    /// Protocol version, 2 or 3 (selects the Skew_Time formula).
+    pub version: u8,
     /// Effective priority, 1-255 (255 = address owner).
     pub priority: u8,
     /// Preempt_Mode.
@@ -299,11 +301,19 @@ impl Election {
     }
 
     fn master_down_ns(&self) -> Nanos {
-        timers::master_down_ns(self.params.priority, self.master_adver_interval_cs)
+        timers::master_down_ns(
+            self.params.version,
+            self.params.priority,
+            self.master_adver_interval_cs,
+        )
     }
 
     fn skew_ns(&self) -> Nanos {
-        timers::skew_ns(self.params.priority, self.master_adver_interval_cs)
+        timers::skew_ns(
+            self.params.version,
+            self.params.priority,
+            self.master_adver_interval_cs,
+        )
     }
 
     fn advert_int_ns(&self) -> Nanos {

@@ -26,17 +26,21 @@ pub enum ChecksumForm {
     VrrpOnly,
 }
 
-/// A VRRPv3 advertisement.
+/// A VRRPv2 or VRRPv3 advertisement over IPv4.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advert {
+    /// 2 or 3.
+    pub version: u8,
     /// Virtual router identifier.
     pub vrid: u8,
     /// Sender's priority (0 = leaving).
     pub priority: u8,
-    /// Max_Adver_Int in centiseconds (12 bits).
+    /// Max_Adver_Int in centiseconds (12 bits); v2 sends whole seconds (`interval_cs / 100`).
     pub interval_cs: u16,
     /// The virtual addresses, in configured order.
     pub addresses: Vec<Ipv4Addr>,
+    /// v2 `auth_type PASS` data (NUL-padded to 8 bytes); `None` is auth type 0.
+    pub auth: Option<[u8; 8]>,
 }
 
 /// Why a received advert was rejected by [`Advert::parse`].
@@ -45,7 +49,7 @@ pub enum ParseError {
     /// Shorter than its header or address list says.
     #[error("packet length error")]
     Length,
-    /// Not version 3.
+    /// Not version 2 or 3.
     #[error("version error")]
     Version,
     /// Not an ADVERTISEMENT.
@@ -89,54 +93,91 @@ fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
     .sum()
 }
 
+/// Length of VRRPv2's authentication data.
+pub const V2_AUTH_LEN: usize = 8;
+
 impl Advert {
-    /// Encodes the VRRP message (no IP header) with its checksum.
+    /// A VRRPv3 advert.
+    pub fn v3(vrid: u8, priority: u8, interval_cs: u16, addresses: Vec<Ipv4Addr>) -> Self {
+        Self {
+            version: 3,
+            vrid,
+            priority,
+            interval_cs,
+            addresses,
+            auth: None,
+        }
+    }
+
+    /// Encodes the VRRP message (no IP header) with its checksum. `form` only matters for v3:
+    /// a v2 checksum never covers a pseudo-header.
     pub fn encode(&self, src: Ipv4Addr, dst: Ipv4Addr, form: ChecksumForm) -> Vec<u8> {
-        let mut b = Vec::with_capacity(VRRP_HLEN + 4 * self.addresses.len());
-        b.push(0x31); // version 3, type 1 (ADVERTISEMENT)
+        let v2 = self.version == 2;
+        let mut b = Vec::with_capacity(VRRP_HLEN + 4 * self.addresses.len() + V2_AUTH_LEN);
+        b.push(if v2 { 0x21 } else { 0x31 }); // version, type 1 (ADVERTISEMENT)
         b.push(self.vrid);
         b.push(self.priority);
         b.push(self.addresses.len() as u8);
-        b.extend_from_slice(&(self.interval_cs & 0x0fff).to_be_bytes());
+        if v2 {
+            b.push(u8::from(self.auth.is_some()));
+            b.push((self.interval_cs / 100).clamp(1, 255) as u8);
+        } else {
+            b.extend_from_slice(&(self.interval_cs & 0x0fff).to_be_bytes());
+        }
         b.extend_from_slice(&[0, 0]);
         for a in &self.addresses {
             b.extend_from_slice(&a.octets());
         }
+        if v2 {
+            b.extend_from_slice(&self.auth.unwrap_or_default());
+        }
         let seed = match form {
-            ChecksumForm::PseudoHeader => pseudo_header_sum(src, dst, b.len()),
-            ChecksumForm::VrrpOnly => 0,
+            ChecksumForm::PseudoHeader if !v2 => pseudo_header_sum(src, dst, b.len()),
+            _ => 0,
         };
         let sum = checksum(seed, &b);
         b[6..8].copy_from_slice(&sum.to_be_bytes());
         b
     }
 
-    /// Decodes a VRRP message, accepting either checksum form.
+    /// Decodes a VRRP message; v3 accepts either checksum form.
     pub fn parse(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<Self, ParseError> {
         if msg.len() < VRRP_HLEN {
             return Err(ParseError::Length);
         }
-        if msg[0] >> 4 != 3 {
+        let version = msg[0] >> 4;
+        if version != 2 && version != 3 {
             return Err(ParseError::Version);
         }
         if msg[0] & 0x0f != 1 {
             return Err(ParseError::Type);
         }
+        let v2 = version == 2;
         let count = usize::from(msg[3]);
-        if msg.len() != VRRP_HLEN + 4 * count {
+        let addresses_end = VRRP_HLEN + 4 * count;
+        if msg.len() != addresses_end + if v2 { V2_AUTH_LEN } else { 0 } {
             return Err(ParseError::Length);
         }
-        if checksum(0, msg) != 0 && checksum(pseudo_header_sum(src, dst, msg.len()), msg) != 0 {
+        let pseudo_ok = !v2 && checksum(pseudo_header_sum(src, dst, msg.len()), msg) == 0;
+        if checksum(0, msg) != 0 && !pseudo_ok {
             return Err(ParseError::Checksum);
         }
+        let auth = (v2 && msg[4] != 0)
+            .then(|| <[u8; 8]>::try_from(&msg[addresses_end..]).unwrap_or_default());
         Ok(Self {
+            version,
             vrid: msg[1],
             priority: msg[2],
-            interval_cs: u16::from_be_bytes([msg[4] & 0x0f, msg[5]]),
-            addresses: msg[VRRP_HLEN..]
+            interval_cs: if v2 {
+                u16::from(msg[5]) * 100
+            } else {
+                u16::from_be_bytes([msg[4] & 0x0f, msg[5]])
+            },
+            addresses: msg[VRRP_HLEN..addresses_end]
                 .chunks_exact(4)
                 .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
                 .collect(),
+            auth,
         })
     }
 }
@@ -276,12 +317,23 @@ mod tests {
     const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 
     fn advert() -> Advert {
-        Advert {
-            vrid: 51,
-            priority: 200,
-            interval_cs: 100,
-            addresses: vec![Ipv4Addr::new(10, 0, 0, 100)],
-        }
+        Advert::v3(51, 200, 100, vec![Ipv4Addr::new(10, 0, 0, 100)])
+    }
+
+    #[test]
+    fn v2_round_trip_with_pass_auth_and_no_pseudo_header() {
+        let mut v2 = advert();
+        v2.version = 2;
+        v2.auth = Some(*b"secret\0\0");
+        let wire = v2.encode(SRC, GROUP, ChecksumForm::PseudoHeader);
+        assert_eq!(wire.len(), 8 + 4 + 8);
+        assert_eq!(&wire[..6], &[0x21, 51, 200, 1, 1, 1]);
+        assert_eq!(
+            checksum(0, &wire),
+            0,
+            "v2 checksums cover the VRRP message only"
+        );
+        assert_eq!(Advert::parse(&wire, SRC, GROUP).unwrap(), v2);
     }
 
     #[test]
@@ -312,7 +364,7 @@ mod tests {
             Advert::parse(&wire[..10], SRC, GROUP),
             Err(ParseError::Length)
         );
-        wire[0] = 0x21;
+        wire[0] = 0x41;
         assert_eq!(Advert::parse(&wire, SRC, GROUP), Err(ParseError::Version));
     }
 

@@ -37,8 +37,15 @@ pub const EVENTS_LOST: u32 = 14;
 /// Master-down timers that expired in the kernel.
 pub const MASTER_DOWN_TIMERS: u32 = 15;
 
+/// VRRPv2 auth type differs from the instance's (keepalived's "Type Mismatch").
+pub const AUTH_TYPE_MISMATCH: u32 = 16;
+/// VRRPv2 PASS authentication data differs (keepalived's "Failure").
+pub const AUTH_FAILURES: u32 = 17;
+/// CARP packets (protocol 112 too): passed to the stack.
+pub const CARP_PACKETS: u32 = 18;
+
 /// Number of counters.
-pub const COUNT: usize = 16;
+pub const COUNT: usize = 19;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -58,4 +65,7 @@ pub const NAMES: [&str; COUNT] = [
     "events-sent",
     "events-lost",
     "master-down-timers",
+    "auth-type-mismatch",
+    "auth-failures",
+    "carp-packets",
 ];

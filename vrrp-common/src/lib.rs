@@ -74,7 +74,7 @@ pub struct InstanceConfig {
     pub priority: u8,
     /// 1 when preemption is on (keepalived's default), 0 for `nopreempt`.
     pub preempt: u8,
-    /// Protocol version the instance speaks (3 for now).
+    /// Protocol version the instance speaks (2 or 3).
     pub version: u8,
     /// The local primary IPv4 address in network byte order, for the equal-priority tie-break.
     pub primary_v4: [u8; 4],
@@ -82,10 +82,22 @@ pub struct InstanceConfig {
     /// of a new generation even when nothing about the master changed, so the agent always
     /// learns that the kernel has taken over the master-down timer.
     pub generation: u32,
-    /// Configured advertisement interval in centiseconds (used before any master is heard).
+    /// Configured advertisement interval in centiseconds (v2 adverts must carry exactly it).
     pub interval_cs: u16,
+    /// VRRPv2 authentication: one of the [`auth`] constants.
+    pub auth_type: u8,
     /// Explicit padding.
-    pub pad: [u8; 2],
+    pub pad: u8,
+    /// VRRPv2 PASS authentication data, NUL-padded to 8 bytes as keepalived sends it.
+    pub auth_pass: [u8; 8],
+}
+
+/// VRRPv2 authentication types (RFC 2338 values, kept by keepalived).
+pub mod auth {
+    /// No authentication.
+    pub const NONE: u8 = 0;
+    /// Simple text password (`auth_type PASS`).
+    pub const PASS: u8 = 1;
 }
 
 /// The latest counted advert of an instance, as recorded by XDP (kernel-written, agent-read).

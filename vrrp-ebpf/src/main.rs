@@ -87,7 +87,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     };
     // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let cfg = unsafe { *cfg };
-    if let Err(counter) = packet::validate(ctx, advert, cfg.version) {
+    if let Err(counter) = packet::validate(ctx, advert, &cfg) {
         count_for(&key, counter);
         return xdp_action::XDP_DROP;
     }
@@ -123,12 +123,12 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         Verdict::ResetTimer => arm_master_down(
             &key,
             cfg.generation,
-            timers::master_down_ns(cfg.priority, advert.interval_cs),
+            timers::master_down_ns(cfg.version, cfg.priority, advert.interval_cs),
         ),
         Verdict::SkewTimer => arm_master_down(
             &key,
             cfg.generation,
-            timers::skew_ns(cfg.priority, advert.interval_cs),
+            timers::skew_ns(cfg.version, cfg.priority, advert.interval_cs),
         ),
         _ => {}
     }

@@ -4,7 +4,7 @@
 //! than Ethernet's minimum frame, so the frame carries padding.
 
 use aya_ebpf::programs::XdpContext;
-use vrrp_common::{IPPROTO_VRRP, VRRP_TTL, counters};
+use vrrp_common::{IPPROTO_VRRP, InstanceConfig, VRRP_TTL, auth, counters};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -14,8 +14,12 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const VRRP_HLEN: usize = 8;
 /// VRRP advertisement type.
 const TYPE_ADVERTISEMENT: u8 = 1;
-/// 255 IPv4 addresses after the fixed header, in 32-bit words.
-const MAX_VRRP_WORDS: usize = (VRRP_HLEN + 255 * 4) / 4;
+/// VRRPv2 authentication data after the address list.
+const V2_AUTH_LEN: usize = 8;
+/// 255 IPv4 addresses after the fixed header (and v2's auth data), in 32-bit words.
+const MAX_VRRP_WORDS: usize = (VRRP_HLEN + 255 * 4 + V2_AUTH_LEN) / 4;
+/// A CARP advertisement is exactly this long (version 2, type 1, like a VRRPv2 advert).
+const CARP_LEN: usize = 36;
 
 /// What the frame is, as far as VRRP is concerned.
 pub enum Parsed {
@@ -39,6 +43,9 @@ pub struct Advert {
     pub vrid: u8,
     pub priority: u8,
     pub count: u8,
+    /// v2 only: the authentication type.
+    pub auth_type: u8,
+    /// Max_Adver_Int (v3) or Adver Int in seconds times 100 (v2).
     pub interval_cs: u16,
     pub src: [u8; 4],
     pub dst: [u8; 4],
@@ -98,28 +105,48 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(h) = bytes::<VRRP_HLEN>(ctx, offset) else {
         return Parsed::Pass(counters::PACKET_LENGTH_ERRORS);
     };
+    let version = h[0] >> 4;
+    let len = total - ihl;
+    // CARP shares protocol 112, 224.0.0.18 and the version/type byte with VRRPv2; only its
+    // fixed length (with an "address count" that does not add up to it) tells it apart.
+    if version == 2 && len == CARP_LEN && v2_len(h[3]) != CARP_LEN {
+        return Parsed::Pass(counters::CARP_PACKETS);
+    }
+    let interval_cs = if version == 2 {
+        h[5] as u16 * 100
+    } else {
+        u16::from_be_bytes([h[4] & 0x0f, h[5]])
+    };
     Parsed::Vrrp(Advert {
         offset,
-        len: total - ihl,
+        len,
         ttl: ip[8],
-        version: h[0] >> 4,
+        version,
         kind: h[0] & 0x0f,
         vrid: h[1],
         priority: h[2],
         count: h[3],
-        interval_cs: u16::from_be_bytes([h[4] & 0x0f, h[5]]),
+        auth_type: h[4],
+        interval_cs,
         src: [ip[12], ip[13], ip[14], ip[15]],
         dst: [ip[16], ip[17], ip[18], ip[19]],
     })
 }
 
-/// The ladder after the VRID lookup. Returns the counter to bump on failure.
+/// VRRPv2 length for `count` addresses: header, addresses, authentication data.
 #[inline(always)]
-pub fn validate(ctx: &XdpContext, advert: &Advert, version: u8) -> Result<(), u32> {
+fn v2_len(count: u8) -> usize {
+    VRRP_HLEN + 4 * count as usize + V2_AUTH_LEN
+}
+
+/// The ladder after the VRID lookup (RFC 3768 7.1, RFC 9568 7.1). Returns the counter to bump
+/// on failure.
+#[inline(always)]
+pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Result<(), u32> {
     if advert.ttl != VRRP_TTL {
         return Err(counters::IP_TTL_ERRORS);
     }
-    if advert.version != version {
+    if advert.version != cfg.version {
         return Err(counters::VERSION_ERRORS);
     }
     if advert.kind != TYPE_ADVERTISEMENT {
@@ -128,24 +155,42 @@ pub fn validate(ctx: &XdpContext, advert: &Advert, version: u8) -> Result<(), u3
     if advert.count == 0 {
         return Err(counters::ADDRESS_LIST_ERRORS);
     }
-    if advert.len != VRRP_HLEN + 4 * advert.count as usize
-        || ctx.data() + advert.offset + advert.len > ctx.data_end()
-    {
+    let v2 = advert.version == 2;
+    let expected = if v2 {
+        v2_len(advert.count)
+    } else {
+        VRRP_HLEN + 4 * advert.count as usize
+    };
+    if advert.len != expected || ctx.data() + advert.offset + advert.len > ctx.data_end() {
         return Err(counters::PACKET_LENGTH_ERRORS);
     }
-    if !checksum_ok(ctx, advert) {
+    // VRRPv2's checksum never covers a pseudo-header.
+    if !checksum_ok(ctx, advert, !v2) {
         return Err(counters::CHECKSUM_ERRORS);
     }
-    if advert.interval_cs == 0 {
+    if v2 {
+        if advert.auth_type != cfg.auth_type {
+            return Err(counters::AUTH_TYPE_MISMATCH);
+        }
+        if cfg.auth_type == auth::PASS {
+            let at = advert.offset + VRRP_HLEN + 4 * advert.count as usize;
+            match bytes::<V2_AUTH_LEN>(ctx, at) {
+                Some(pass) if pass == cfg.auth_pass => {}
+                _ => return Err(counters::AUTH_FAILURES),
+            }
+        }
+    }
+    // Interval 0 is never valid (erratum 8301); v2 requires exactly our interval.
+    if advert.interval_cs == 0 || (v2 && advert.interval_cs != cfg.interval_cs) {
         return Err(counters::INTERVAL_ERRORS);
     }
     Ok(())
 }
 
-/// Accepts both VRRPv3/IPv4 checksum forms: with the IPv4 pseudo-header (keepalived's and
-/// FRR's default) and without it (RFC 9568 as keepalived's `v3_checksum_as_v2` sends it).
+/// Checks the VRRP checksum. v3/IPv4 accepts both forms: with the IPv4 pseudo-header
+/// (keepalived's and FRR's default) and without it (keepalived's `v3_checksum_as_v2`).
 #[inline(always)]
-fn checksum_ok(ctx: &XdpContext, advert: &Advert) -> bool {
+fn checksum_ok(ctx: &XdpContext, advert: &Advert, allow_pseudo: bool) -> bool {
     let words = advert.len / 4;
     let start = ctx.data() + advert.offset;
     let end = ctx.data_end();
@@ -165,6 +210,9 @@ fn checksum_ok(ctx: &XdpContext, advert: &Advert) -> bool {
     }
     if fold(sum) == 0xffff {
         return true;
+    }
+    if !allow_pseudo {
+        return false;
     }
     let len = advert.len as u16;
     let pseudo = u32::from_ne_bytes(advert.src) as u64

@@ -76,7 +76,7 @@ fn demo() -> Result<()> {
         mac_string(&lab.router(0).mac)
     ));
 
-    let bound = Duration::from_nanos(timers::master_down_ns(PRIORITIES[1], ADVERT_INT_CS));
+    let bound = Duration::from_nanos(timers::master_down_ns(3, PRIORITIES[1], ADVERT_INT_CS));
     say("killing r1's agent with SIGKILL (no goodbye: the backups must notice the silence)");
     agents[0].signal(libc::SIGKILL);
     let took = wait_master(&agents[1], bound + Duration::from_secs(3))?;
@@ -93,7 +93,7 @@ fn demo() -> Result<()> {
     ));
     print_table(&lab, &agents[1..]);
 
-    let skew = Duration::from_nanos(timers::skew_ns(PRIORITIES[2], ADVERT_INT_CS));
+    let skew = Duration::from_nanos(timers::skew_ns(3, PRIORITIES[2], ADVERT_INT_CS));
     say("stopping r2 with SIGTERM (it sends priority 0 and removes the VIP)");
     agents[1].signal(libc::SIGTERM);
     let took = wait_master(&agents[2], Duration::from_secs(3))?;
@@ -101,7 +101,7 @@ fn demo() -> Result<()> {
         "r3 took over after {} ms (skew time {} ms, instead of {} ms of silence)",
         took.as_millis(),
         skew.as_millis(),
-        Duration::from_nanos(timers::master_down_ns(PRIORITIES[2], ADVERT_INT_CS)).as_millis()
+        Duration::from_nanos(timers::master_down_ns(3, PRIORITIES[2], ADVERT_INT_CS)).as_millis()
     ));
     print_table(&lab, &agents[2..]);
     drop(agents);

@@ -64,6 +64,8 @@ pub struct Instance {
     pub version: u8,
     /// `virtual_ipaddress`, sent in adverts in exactly this order.
     pub virtual_addresses: Vec<VirtualAddress>,
+    /// VRRPv2 `authentication { auth_type PASS auth_pass ... }`: the 8 bytes sent.
+    pub auth_pass: Option<[u8; 8]>,
 }
 
 /// Reads and validates a configuration file.
@@ -95,8 +97,9 @@ struct Builder {
     warnings: Vec<Diagnostic>,
     router_id: Option<String>,
     vrrp_version: Option<u8>,
-    /// Instances with the version still unresolved (`None` = take the global default).
-    instances: Vec<(Instance, Option<u8>)>,
+    /// Instances with the version still unresolved (`None` = take the global default), and
+    /// where their `advert_int` was written.
+    instances: Vec<(Instance, Option<u8>, Option<Location>)>,
 }
 
 impl Builder {
@@ -149,9 +152,11 @@ impl Builder {
             preempt: true,
             version: 0,
             virtual_addresses: Vec::new(),
+            auth_pass: None,
         };
         let mut version = None;
         let mut nopreempt_at = None;
+        let mut advert_int_at = None;
         for st in block {
             match st.keyword.text.as_str() {
                 "state" => {
@@ -169,6 +174,12 @@ impl Builder {
                 "advert_int" => {
                     if let Some(cs) = self.advert_int(st) {
                         instance.advert_int_cs = cs;
+                        advert_int_at = st.args.first().map(|w| w.location.clone());
+                    }
+                }
+                "authentication" => {
+                    if let Some(b) = self.block(st) {
+                        instance.auth_pass = self.authentication(st, b);
                     }
                 }
                 "nopreempt" => {
@@ -213,7 +224,65 @@ impl Builder {
                     .hint("use `state BACKUP` on every peer with nopreempt"),
             );
         }
-        self.instances.push((instance, version));
+        self.instances.push((instance, version, advert_int_at));
+    }
+
+    /// keepalived's `authentication` block: `auth_type PASS|AH`, `auth_pass`.
+    fn authentication(&mut self, s: &Statement, block: &[Statement]) -> Option<[u8; 8]> {
+        let mut kind = None;
+        let mut pass = None;
+        for st in block {
+            match st.keyword.text.as_str() {
+                "auth_type" => kind = self.value(st).cloned(),
+                "auth_pass" => pass = self.value(st).cloned(),
+                _ => self.unknown(st, "in authentication"),
+            }
+        }
+        let kind = kind.or_else(|| {
+            self.errors.push(
+                Diagnostic::new(&s.keyword.location, "authentication has no auth_type")
+                    .hint("write `auth_type PASS` and `auth_pass SECRET`"),
+            );
+            None
+        })?;
+        match kind.text.to_ascii_uppercase().as_str() {
+            "PASS" => {}
+            "AH" => {
+                self.errors.push(
+                    Diagnostic::new(&kind.location, "`auth_type AH` is not supported")
+                        .hint("IPsec AH changes the packet format peers expect; use PASS or no authentication"),
+                );
+                return None;
+            }
+            other => {
+                self.errors.push(Diagnostic::new(
+                    &kind.location,
+                    format!("`auth_type {other}` is not PASS or AH"),
+                ));
+                return None;
+            }
+        }
+        let Some(pass) = pass else {
+            self.errors.push(Diagnostic::new(
+                &s.keyword.location,
+                "authentication has no auth_pass",
+            ));
+            return None;
+        };
+        if pass.text.len() > 8 {
+            self.warnings.push(
+                Diagnostic::new(
+                    &pass.location,
+                    "auth_pass is longer than 8 characters: only the first 8 are used",
+                )
+                .hint("keepalived truncates it the same way"),
+            );
+        }
+        let mut data = [0u8; 8];
+        for (d, b) in data.iter_mut().zip(pass.text.bytes()) {
+            *d = b;
+        }
+        Some(data)
     }
 
     fn virtual_addresses(&mut self, block: &[Statement]) -> Vec<VirtualAddress> {
@@ -266,21 +335,41 @@ impl Builder {
     fn finish(mut self) -> Result<Config, Diagnostics> {
         let default_version = self.vrrp_version.unwrap_or(2);
         let mut instances = Vec::new();
-        for (mut instance, version) in std::mem::take(&mut self.instances) {
+        for (mut instance, version, advert_int_at) in std::mem::take(&mut self.instances) {
             instance.version = version.unwrap_or(default_version);
+            let at = advert_int_at.unwrap_or_else(|| instance.location.clone());
             if instance.version == 2 {
-                self.errors.push(
-                    Diagnostic::new(
-                        &instance.location,
-                        format!("vrrp_instance {} resolves to VRRPv2, which is not supported yet", instance.name),
-                    )
-                    .hint("keepalived defaults to version 2: add `vrrp_version 3` to global_defs or `version 3` to the instance"),
-                );
-            } else if !(1..=4095).contains(&instance.advert_int_cs) {
-                self.errors.push(Diagnostic::new(
-                    &instance.location,
-                    "advert_int must be from 0.01 to 40.95 seconds for VRRPv3",
-                ));
+                // VRRPv2 carries whole seconds, 1-255: keepalived rounds and warns.
+                let seconds = instance.advert_int_cs.div_ceil(100).clamp(1, 255);
+                if seconds * 100 != instance.advert_int_cs {
+                    self.warnings.push(
+                        Diagnostic::new(
+                            &at,
+                            format!(
+                                "VRRPv2 advertises whole seconds: advert_int {} is used as {seconds}",
+                                f64::from(instance.advert_int_cs) / 100.0
+                            ),
+                        )
+                        .hint("use `vrrp_version 3` for sub-second intervals"),
+                    );
+                }
+                instance.advert_int_cs = seconds * 100;
+            } else {
+                if !(1..=4095).contains(&instance.advert_int_cs) {
+                    self.errors.push(Diagnostic::new(
+                        &at,
+                        "advert_int must be from 0.01 to 40.95 seconds for VRRPv3",
+                    ));
+                }
+                if instance.auth_pass.take().is_some() {
+                    self.warnings.push(
+                        Diagnostic::new(
+                            &instance.location,
+                            "VRRPv3 has no authentication: the authentication block is ignored",
+                        )
+                        .hint("remove it, or use `version 2` on every peer"),
+                    );
+                }
             }
             if let Some(other) = instances
                 .iter()

@@ -66,14 +66,41 @@ fn out_of_range_values_are_located() {
 }
 
 #[test]
-fn v2_is_refused_with_its_location_never_run_as_v3() {
+fn version_defaults_to_2_like_keepalived_and_v2_rounds_to_whole_seconds() {
     let text = GOOD.replace("    vrrp_version 3\n", "");
-    let errs = cfg(&text).unwrap_err();
-    assert_eq!(errs.0[0].location.line, 6);
-    assert!(errs.0[0].message.contains("VRRPv2"));
+    let c = cfg(&text).unwrap();
+    assert_eq!(c.instances[0].version, 2);
+    assert_eq!(c.instances[0].advert_int_cs, 100);
+    let w = &c.warnings[0];
+    assert!(w.message.contains("whole seconds"), "{w}");
+    assert_eq!((w.location.line, w.location.col), (11, 16));
     // The instance keyword overrides the global default.
     let text = text.replace("    state MASTER", "    state MASTER\n    version 3");
     assert_eq!(cfg(&text).unwrap().instances[0].version, 3);
+}
+
+#[test]
+fn pass_authentication_for_v2_ah_refused_v3_ignored() {
+    let v2 = GOOD
+        .replace("    vrrp_version 3\n", "")
+        .replace("advert_int 0.1", "advert_int 1\n    authentication {\n        auth_type PASS\n        auth_pass secret99x\n    }");
+    let c = cfg(&v2).unwrap();
+    assert_eq!(c.instances[0].auth_pass, Some(*b"secret99"));
+    assert!(c.warnings[0].message.contains("longer than 8"));
+    let (line, col, msg) = first_error(&v2.replace("auth_type PASS", "auth_type AH"));
+    assert_eq!((line, col), (13, 19));
+    assert!(msg.contains("AH"), "{msg}");
+    let v3 = GOOD.replace(
+        "advert_int 0.1",
+        "advert_int 0.1\n    authentication {\n        auth_type PASS\n        auth_pass x\n    }",
+    );
+    let c = cfg(&v3).unwrap();
+    assert_eq!(c.instances[0].auth_pass, None);
+    assert!(
+        c.warnings[0]
+            .message
+            .contains("VRRPv3 has no authentication")
+    );
 }
 
 #[test]

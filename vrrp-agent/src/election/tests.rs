@@ -5,6 +5,7 @@ const SEC: Nanos = 1_000 * MS;
 
 fn params(priority: u8, preempt: bool) -> Params {
     Params {
+        version: 3,
         priority,
         preempt,
         advert_int_cs: 100,
