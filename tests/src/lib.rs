@@ -242,6 +242,8 @@ pub struct Spec {
     pub version: u8,
     /// `authentication { auth_type PASS auth_pass ... }` (v2).
     pub auth_pass: Option<String>,
+    /// `unicast_src_ip` and `unicast_peer { ... }`.
+    pub unicast: Option<(Ipv4Addr, Vec<Ipv4Addr>)>,
 }
 
 impl Spec {
@@ -252,6 +254,7 @@ impl Spec {
             advert_int: advert_int.to_string(),
             version: 3,
             auth_pass: None,
+            unicast: None,
         }
     }
 
@@ -269,17 +272,29 @@ impl Spec {
         self
     }
 
+    /// Sending unicast from `src` to `peers`.
+    pub fn with_unicast(mut self, src: Ipv4Addr, peers: &[Ipv4Addr]) -> Self {
+        self.unicast = Some((src, peers.to_vec()));
+        self
+    }
+
     /// The configuration text.
     pub fn config(&self) -> String {
-        let auth = self.auth_pass.as_ref().map_or(String::new(), |p| {
+        let mut extra = self.auth_pass.as_ref().map_or(String::new(), |p| {
             format!(
                 "    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}\n"
             )
         });
+        if let Some((src, peers)) = &self.unicast {
+            let peers: String = peers.iter().map(|p| format!("        {p}\n")).collect();
+            extra.push_str(&format!(
+                "    unicast_src_ip {src}\n    unicast_peer {{\n{peers}    }}\n"
+            ));
+        }
         format!(
             "global_defs {{\n    router_id lab\n    vrrp_version {}\n}}\n\n\
              vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \
-             priority {}\n    advert_int {}\n{auth}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
+             priority {}\n    advert_int {}\n{extra}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
             self.version, self.priority, self.advert_int
         )
     }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use vrrp_agent::{election::State, packet::Arp};
 use vrrp_common::timers;
-use vrrp_lab::{Lab, VIP, frames, mac_string, require_root, single_instance_config, wait_for};
+use vrrp_lab::{
+    Lab, Spec, VIP, frames, mac_string, require_root, single_instance_config, wait_for,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -166,4 +168,48 @@ fn sigterm_of_the_master_hands_over_after_skew_time() {
         "r1 left the VIP behind"
     );
     assert!(lab.addresses(lab.router(1)).unwrap().contains(&VIP));
+}
+
+#[test]
+fn unicast_peers_elect_without_multicast_and_fail_over() {
+    if !require_root("unicast_peers_elect_without_multicast_and_fail_over") {
+        return;
+    }
+    let lab = Lab::new("unicast", 2).expect("lab");
+    let (a, b) = (lab.router(0).addr, lab.router(1).addr);
+    let client = lab.capture(&lab.client).unwrap();
+    let mut master = lab
+        .spawn_agent(
+            lab.router(0),
+            &Spec::v3(200, "0.1").with_unicast(a, &[b]).config(),
+        )
+        .unwrap();
+    let backup = lab
+        .spawn_agent(
+            lab.router(1),
+            &Spec::v3(100, "0.1").with_unicast(b, &[a]).config(),
+        )
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
+        let s = backup.status().ok()?;
+        (s.instances[0].master.as_ref()?.address == a).then_some(())
+    });
+    assert!(
+        heard.is_some(),
+        "the backup did not hear the unicast master"
+    );
+    // Nothing goes to 224.0.0.18: the client (on the same bridge) sees no multicast advert.
+    let multicast = client.wait_incoming(SEC, |f| {
+        f.len() > 34 && f[23] == 112 && f[30..34] == [224, 0, 0, 18]
+    });
+    assert!(
+        multicast.is_none(),
+        "a multicast advert was sent with unicast peers configured"
+    );
+
+    master.signal(libc::SIGKILL);
+    master.wait_exit(5 * SEC);
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
+    assert!(backup.wait_state(State::Master, bound + 2 * SEC).is_some());
 }

@@ -174,3 +174,43 @@ fn vrrpv2_with_pass_authentication_both_directions() {
         "no takeover after keepalived died"
     );
 }
+
+#[test]
+fn unicast_peers_both_directions() {
+    if skip("unicast_peers_both_directions") {
+        return;
+    }
+    let _stats = keepalived::stats_lock();
+    let lab = Lab::new("kauni", 2).expect("lab");
+    let (a, b) = (lab.router(0).addr, lab.router(1).addr);
+    let ours_spec = |prio| Spec::v3(prio, "0.1").with_unicast(a, &[b]);
+    let ka_spec = |prio| Spec::v3(prio, "0.1").with_unicast(b, &[a]);
+    let ours = lab
+        .spawn_agent(lab.router(0), &ours_spec(200).config())
+        .unwrap();
+    assert!(ours.wait_state(State::Master, 5 * SEC).is_some());
+    let mut ka = Keepalived::spawn(&lab.dir, lab.router(1), &ka_spec(100).config()).unwrap();
+    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
+    std::thread::sleep(SEC);
+    assert_eq!(
+        ka.state(),
+        Some(KaState::Backup),
+        "keepalived rejected our unicast adverts"
+    );
+    assert_clean(&ka, true);
+
+    ours.signal(libc::SIGTERM);
+    assert!(ka.wait_state(KaState::Master, 3 * SEC).is_some());
+    drop(ours);
+    let ours = lab
+        .spawn_agent(lab.router(0), &ours_spec(50).config())
+        .unwrap();
+    assert!(
+        follows(&ours, b),
+        "we do not follow keepalived's unicast adverts: {:?}",
+        ours.status()
+    );
+    ka.kill();
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 50, 10));
+    assert!(ours.wait_state(State::Master, bound + 2 * SEC).is_some());
+}

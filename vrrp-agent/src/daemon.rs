@@ -68,15 +68,17 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             .with_context(|| format!("vrrp_instance {} ({})", ic.name, ic.location))?;
         let xdp_mode = dataplane.attach(iface.index, &iface.name)?;
         let key = InstanceKey::ipv4(iface.index, ic.vrid);
+        // The advert source doubles as the tie-breaking primary address.
+        let primary = ic.unicast_src_ip.unwrap_or(iface.primary);
         let election = Election::new(Params {
             version: ic.version,
             priority: ic.priority,
             preempt: ic.preempt,
             advert_int_cs: ic.advert_int_cs,
-            primary: iface.primary,
+            primary,
         });
         let instance = Instance {
-            adverts: AdvertSender::open(&iface)?,
+            adverts: AdvertSender::open(&iface, primary, &ic.unicast_peers)?,
             arp: ArpSender::open(&iface)?,
             config: ic.clone(),
             iface,
@@ -176,7 +178,7 @@ impl Instance {
             vrid: self.config.vrid,
             state: self.election.state(),
             effective_priority: self.election.params().priority,
-            primary_address: self.iface.primary,
+            primary_address: self.election.params().primary,
             master: self.election.master().map(|m| MasterStatus {
                 address: m.src,
                 priority: m.priority,

@@ -143,7 +143,8 @@ fn v2_len(count: u8) -> usize {
 /// on failure.
 #[inline(always)]
 pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Result<(), u32> {
-    if advert.ttl != VRRP_TTL {
+    // As keepalived: TTL 255 is required of multicast adverts; unicast peers may be routed.
+    if advert.dst[0] & 0xf0 == 0xe0 && advert.ttl != VRRP_TTL {
         return Err(counters::IP_TTL_ERRORS);
     }
     if advert.version != cfg.version {

@@ -66,6 +66,10 @@ pub struct Instance {
     pub virtual_addresses: Vec<VirtualAddress>,
     /// VRRPv2 `authentication { auth_type PASS auth_pass ... }`: the 8 bytes sent.
     pub auth_pass: Option<[u8; 8]>,
+    /// `unicast_src_ip`: the advert source instead of the interface's primary address.
+    pub unicast_src_ip: Option<Ipv4Addr>,
+    /// `unicast_peer { ... }`: adverts go to each of these instead of 224.0.0.18.
+    pub unicast_peers: Vec<Ipv4Addr>,
 }
 
 /// Reads and validates a configuration file.
@@ -153,6 +157,8 @@ impl Builder {
             version: 0,
             virtual_addresses: Vec::new(),
             auth_pass: None,
+            unicast_src_ip: None,
+            unicast_peers: Vec::new(),
         };
         let mut version = None;
         let mut nopreempt_at = None;
@@ -175,6 +181,12 @@ impl Builder {
                     if let Some(cs) = self.advert_int(st) {
                         instance.advert_int_cs = cs;
                         advert_int_at = st.args.first().map(|w| w.location.clone());
+                    }
+                }
+                "unicast_src_ip" => instance.unicast_src_ip = self.ipv4(st),
+                "unicast_peer" => {
+                    if let Some(b) = self.block(st) {
+                        instance.unicast_peers = self.unicast_peers(b);
                     }
                 }
                 "authentication" => {
@@ -225,6 +237,47 @@ impl Builder {
             );
         }
         self.instances.push((instance, version, advert_int_at));
+    }
+
+    /// `unicast_peer { A.B.C.D ... }`, one address per line.
+    fn unicast_peers(&mut self, block: &[Statement]) -> Vec<Ipv4Addr> {
+        let mut peers = Vec::new();
+        for s in block {
+            if let Some(extra) = s.args.first() {
+                self.errors.push(
+                    Diagnostic::new(
+                        &extra.location,
+                        format!("unicast_peer option `{}` is not supported", extra.text),
+                    )
+                    .hint("list one peer address per line"),
+                );
+            }
+            match s.keyword.text.parse::<Ipv4Addr>() {
+                Ok(a) => peers.push(a),
+                Err(_) => self.errors.push(Diagnostic::new(
+                    &s.keyword.location,
+                    format!("unicast peer `{}` is not an IPv4 address", s.keyword.text),
+                )),
+            }
+        }
+        peers
+    }
+
+    fn ipv4(&mut self, s: &Statement) -> Option<Ipv4Addr> {
+        let w = self.value(s)?;
+        match w.text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.errors.push(Diagnostic::new(
+                    &w.location,
+                    format!(
+                        "`{}` expects an IPv4 address, not `{}`",
+                        s.keyword.text, w.text
+                    ),
+                ));
+                None
+            }
+        }
     }
 
     /// keepalived's `authentication` block: `auth_type PASS|AH`, `auth_pass`.

@@ -129,3 +129,21 @@ fn unknown_top_level_block_is_refused() {
     assert_eq!((line, col), (1, 1));
     assert!(msg.contains("vrrp_script"));
 }
+
+#[test]
+fn unicast_source_and_peers() {
+    let text = GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    unicast_src_ip 10.0.0.1\n    unicast_peer {\n        10.0.0.2\n        10.0.0.3\n    }",
+    );
+    let c = cfg(&text).unwrap();
+    let i = &c.instances[0];
+    assert_eq!(i.unicast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(
+        i.unicast_peers,
+        vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]
+    );
+    let (line, _, msg) = first_error(&text.replace("10.0.0.3", "10.0.0.3 min_ttl 5"));
+    assert_eq!(line, 15);
+    assert!(msg.contains("min_ttl"), "{msg}");
+}

@@ -25,16 +25,18 @@ fn drop_all() -> [SockFilter; 1] {
     [SockFilter::new(0x06, 0, 0, 0)]
 }
 
-/// Raw IPv4 socket sending one interface's VRRP adverts, and holding its 224.0.0.18
-/// membership so NICs and snooping switches deliver adverts to us.
+/// Raw IPv4 socket sending one instance's VRRP adverts, to 224.0.0.18 (holding the group
+/// membership so NICs and snooping switches deliver adverts to us) or to unicast peers.
 pub struct AdvertSender {
     socket: Socket,
     src: Ipv4Addr,
+    destinations: Vec<Ipv4Addr>,
 }
 
 impl AdvertSender {
-    /// Opens the socket on `iface` and joins the VRRP group there.
-    pub fn open(iface: &Interface) -> Result<Self> {
+    /// Opens the socket on `iface`, sending from `src`; with no `unicast_peers` it joins the
+    /// VRRP group and sends there.
+    pub fn open(iface: &Interface, src: Ipv4Addr, unicast_peers: &[Ipv4Addr]) -> Result<Self> {
         let socket = Socket::new(
             Domain::IPV4,
             Type::RAW,
@@ -45,26 +47,39 @@ impl AdvertSender {
         socket.set_header_included_v4(true)?;
         socket.bind_device(Some(iface.name.as_bytes()))?;
         socket.set_multicast_loop_v4(false)?;
-        socket
-            .join_multicast_v4_n(
-                &Ipv4Addr::from(VRRP_GROUP_V4),
-                &InterfaceIndexOrAddress::Index(iface.index),
-            )
-            .with_context(|| format!("joining 224.0.0.18 on {}", iface.name))?;
+        let group = Ipv4Addr::from(VRRP_GROUP_V4);
+        let destinations = if unicast_peers.is_empty() {
+            socket
+                .join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(iface.index))
+                .with_context(|| format!("joining 224.0.0.18 on {}", iface.name))?;
+            vec![group]
+        } else {
+            unicast_peers.to_vec()
+        };
         Ok(Self {
             socket,
-            src: iface.primary,
+            src,
+            destinations,
         })
     }
 
-    /// Sends one advert (IPv4 header built here: TTL 255, TOS 0xc0, our primary source).
+    /// Sends one advert to every destination (IPv4 header built here: TTL 255, TOS 0xc0; the
+    /// checksum's pseudo-header names each destination).
     pub fn send(&self, advert: &Advert) -> io::Result<()> {
-        let group = Ipv4Addr::from(VRRP_GROUP_V4);
-        let payload = advert.encode(self.src, group, ChecksumForm::PseudoHeader);
-        let packet = Ipv4Header::vrrp(self.src).wrap(&payload);
-        self.socket
-            .send_to(&packet, &SockAddr::from(SocketAddrV4::new(group, 0)))
-            .map(|_| ())
+        let mut result = Ok(());
+        for &dst in &self.destinations {
+            let payload = advert.encode(self.src, dst, ChecksumForm::PseudoHeader);
+            let mut header = Ipv4Header::vrrp(self.src);
+            header.dst = dst;
+            let sent = self.socket.send_to(
+                &header.wrap(&payload),
+                &SockAddr::from(SocketAddrV4::new(dst, 0)),
+            );
+            if let Err(e) = sent {
+                result = Err(e);
+            }
+        }
+        result
     }
 }
 
