@@ -61,7 +61,7 @@ impl Flaw {
 /// A VRRPv3 advert frame from `src` (`src_mac`), broken as `flaw` says.
 pub fn advert_frame(src_mac: [u8; 6], src: Ipv4Addr, advert: &Advert, flaw: Flaw) -> Vec<u8> {
     let group = Ipv4Addr::from(VRRP_GROUP_V4);
-    let mut vrrp = advert.encode(src, group, ChecksumForm::PseudoHeader);
+    let mut vrrp = advert.encode(src.into(), group.into(), ChecksumForm::PseudoHeader);
     if flaw == Flaw::BadChecksum {
         vrrp[7] = vrrp[7].wrapping_add(1);
     }

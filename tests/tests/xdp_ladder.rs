@@ -30,7 +30,7 @@ fn advert(priority: u8) -> Advert {
 /// A frame whose VRRP bytes were changed by `edit` (checksum recomputed after the edit).
 fn edited(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let group = Ipv4Addr::from(VRRP_GROUP_V4);
-    let mut vrrp = advert(200).encode(SRC, group, ChecksumForm::PseudoHeader);
+    let mut vrrp = advert(200).encode(SRC.into(), group.into(), ChecksumForm::PseudoHeader);
     edit(&mut vrrp);
     vrrp[6..8].copy_from_slice(&[0, 0]);
     let sum = checksum(pseudo_sum(vrrp.len()), &vrrp);
@@ -84,7 +84,7 @@ impl Harness {
             priority,
             preempt: 1,
             version: 3,
-            primary_v4: [10, 0, 0, 2],
+            primary: vrrp_common::advert_rule::v4([10, 0, 0, 2]),
             generation: 7,
             interval_cs: 1,
             auth_type: 0,
@@ -273,7 +273,7 @@ fn valid_forms_are_accepted_and_recorded_with_a_kernel_timestamp() {
     let mut h = Harness::new(state::BACKUP, 100);
     let group = Ipv4Addr::from(VRRP_GROUP_V4);
     // RFC 9568 form, without the pseudo-header (keepalived's v3_checksum_as_v2).
-    let vrrp = advert(200).encode(SRC, group, ChecksumForm::VrrpOnly);
+    let vrrp = advert(200).encode(SRC.into(), group.into(), ChecksumForm::VrrpOnly);
     let no_pseudo = ethernet(
         ipv4_multicast_mac(group),
         MAC,
@@ -372,7 +372,7 @@ fn v2_frame(
     advert.version = 2;
     advert.auth = auth.copied();
     let group = Ipv4Addr::from(VRRP_GROUP_V4);
-    let mut vrrp = advert.encode(SRC, group, ChecksumForm::VrrpOnly);
+    let mut vrrp = advert.encode(SRC.into(), group.into(), ChecksumForm::VrrpOnly);
     edit(&mut vrrp);
     vrrp[6..8].copy_from_slice(&[0, 0]);
     let seed = if pseudo { pseudo_sum(vrrp.len()) } else { 0 };

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::IpAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     time::Duration,
@@ -65,7 +65,7 @@ pub struct InstanceStatus {
     /// The priority it advertises now.
     pub effective_priority: u8,
     /// Local primary address (the advert source).
-    pub primary_address: Ipv4Addr,
+    pub primary_address: IpAddr,
     /// The master heard since the last state change, if any.
     pub master: Option<MasterStatus>,
     /// The virtual addresses.
@@ -78,7 +78,7 @@ pub struct InstanceStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterStatus {
     /// Its source address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Its advertised priority.
     pub priority: u8,
     /// Its advertised interval, centiseconds.

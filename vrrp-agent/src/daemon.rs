@@ -4,14 +4,18 @@
 //! a control request or a signal; a backup listening to a healthy master therefore sleeps
 //! until the kernel's master-down timer fires.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use vrrp_common::{InstanceConfig, InstanceKey, auth, event};
+use vrrp_common::{FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, auth, event};
 
 use crate::{
     config::{self, Config},
@@ -20,9 +24,9 @@ use crate::{
     election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
     net::{
         link::{Interface, Netlink},
-        sockets::{AdvertSender, ArpSender},
+        sockets::{AdvertSender, Announcer},
     },
-    packet::Advert,
+    packet::{Advert, bytes16},
 };
 
 /// Reads CLOCK_MONOTONIC, the clock of the kernel's advert timestamps.
@@ -45,7 +49,7 @@ struct Instance {
     generation: u32,
     xdp_mode: AttachMode,
     adverts: AdvertSender,
-    arp: ArpSender,
+    announcer: Announcer,
 }
 
 /// Everything the main loop owns.
@@ -62,14 +66,20 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
     let netlink = Netlink::connect()?;
     let mut instances = Vec::new();
     for ic in &config.instances {
-        let iface = netlink
-            .interface(&ic.interface)
+        let (iface, primary) = source(&netlink, ic)
             .await
             .with_context(|| format!("vrrp_instance {} ({})", ic.name, ic.location))?;
         let xdp_mode = dataplane.attach(iface.index, &iface.name)?;
-        let key = InstanceKey::ipv4(iface.index, ic.vrid);
-        // The advert source doubles as the tie-breaking primary address.
-        let primary = ic.unicast_src_ip.unwrap_or(iface.primary);
+        let family = if ic.is_ipv6() {
+            FAMILY_IPV6
+        } else {
+            FAMILY_IPV4
+        };
+        let key = InstanceKey::new(iface.index, family, ic.vrid);
+        let adverts = match primary {
+            IpAddr::V4(v4) => AdvertSender::open_v4(&iface, v4, &ic.unicast_peers)?,
+            IpAddr::V6(v6) => AdvertSender::open_v6(&iface, v6)?,
+        };
         let election = Election::new(Params {
             version: ic.version,
             priority: ic.priority,
@@ -78,8 +88,8 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             primary,
         });
         let instance = Instance {
-            adverts: AdvertSender::open(&iface, primary, &ic.unicast_peers)?,
-            arp: ArpSender::open(&iface)?,
+            adverts,
+            announcer: Announcer::open(&iface)?,
             config: ic.clone(),
             iface,
             key,
@@ -149,6 +159,41 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// The interface of an instance and the address its adverts come from, which doubles as the
+/// tie-breaking primary address: `unicast_src_ip`, the interface's primary IPv4 address, or
+/// for IPv6 its link-local address (waited for while duplicate address detection runs).
+async fn source(netlink: &Netlink, ic: &config::Instance) -> Result<(Interface, IpAddr)> {
+    let deadline = tokio::time::Instant::now() + LINK_LOCAL_WAIT;
+    loop {
+        let iface = netlink.interface(&ic.interface).await?;
+        let primary = if ic.is_ipv6() {
+            iface.link_local.map(IpAddr::V6)
+        } else {
+            ic.unicast_src_ip.or(iface.primary_v4).map(IpAddr::V4)
+        };
+        if let Some(primary) = primary {
+            return Ok((iface, primary));
+        }
+        if !ic.is_ipv6() {
+            bail!(
+                "interface {} has no IPv4 address to send adverts from; add one (e.g. `ip addr add 10.0.0.1/24 dev {}`) or set unicast_src_ip",
+                iface.name,
+                iface.name
+            );
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "interface {} has no usable IPv6 link-local address (is IPv6 enabled and the link up?)",
+                iface.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How long to wait for a tentative link-local address to finish duplicate address detection.
+const LINK_LOCAL_WAIT: Duration = Duration::from_secs(10);
+
 impl Instance {
     fn kernel_config(&self) -> InstanceConfig {
         let params = self.election.params();
@@ -157,7 +202,7 @@ impl Instance {
             priority: params.priority,
             preempt: u8::from(params.preempt),
             version: self.config.version,
-            primary_v4: params.primary.octets(),
+            primary: bytes16(params.primary),
             generation: self.generation,
             interval_cs: params.advert_int_cs,
             auth_type: if self.config.auth_pass.is_some() {
@@ -212,12 +257,13 @@ impl Daemon {
             if let Some(seen) = self.dataplane.seen(&instance.key)
                 && seen.generation == instance.generation
             {
-                self.handle(index, Input::Advert(advert_seen(&seen))).await;
+                self.handle(index, Input::Advert(advert_seen(&seen, &instance.key)))
+                    .await;
             }
             self.handle(index, Input::Timer).await;
         } else {
             tracing::debug!(instance = %instance.config.name, kind = ev.kind, "kernel event");
-            self.handle(index, Input::Advert(advert_seen(&ev.advert)))
+            self.handle(index, Input::Advert(advert_seen(&ev.advert, &ev.key)))
                 .await;
         }
     }
@@ -276,7 +322,7 @@ impl Daemon {
             Action::SendGratuitousArp => {
                 for _ in 0..GARP_REPEAT {
                     for vip in &instance.config.virtual_addresses {
-                        if let Err(e) = instance.arp.announce(vip.address) {
+                        if let Err(e) = instance.announcer.announce(vip.address) {
                             tracing::warn!(instance = %name, error = %e, "gratuitous ARP failed");
                         }
                     }
@@ -301,9 +347,15 @@ impl Daemon {
     }
 }
 
-fn advert_seen(seen: &vrrp_common::AdvertSeen) -> AdvertSeen {
+/// The election's view of a kernel record; the instance key's family says how to read `src`.
+fn advert_seen(seen: &vrrp_common::AdvertSeen, key: &InstanceKey) -> AdvertSeen {
+    let s = seen.src;
     AdvertSeen {
-        src: std::net::Ipv4Addr::new(seen.src[0], seen.src[1], seen.src[2], seen.src[3]),
+        src: if key.family == FAMILY_IPV6 {
+            IpAddr::V6(Ipv6Addr::from(s))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3]))
+        },
         priority: seen.priority,
         interval_cs: seen.interval_cs,
         at: seen.at_ns,

@@ -4,9 +4,11 @@
 //! (CLOCK_MONOTONIC nanoseconds, the clock the kernel stamps adverts with) and returns the
 //! actions the daemon must carry out. Every RFC rule is a unit test below.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::packet::bytes16;
 use vrrp_common::{
     advert_rule::{self, Local, Verdict},
     state as kstate, timers,
@@ -54,15 +56,16 @@ pub struct Params {
     pub preempt: bool,
     /// Configured Advertisement_Interval in centiseconds.
     pub advert_int_cs: u16,
-    /// Local primary address, sent as the advert source and used in tie-breaks.
-    pub primary: Ipv4Addr,
+    /// Local primary address (IPv4, or the IPv6 link-local), sent as the advert source and
+    /// used in tie-breaks.
+    pub primary: IpAddr,
 }
 
 /// A counted advert, as the dataplane recorded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdvertSeen {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Advertised priority.
     pub priority: u8,
     /// Advertised interval in centiseconds.
@@ -209,9 +212,9 @@ impl Election {
             state: self.state.kernel(),
             priority: self.params.priority,
             preempt: self.params.preempt,
-            primary: self.params.primary.octets(),
+            primary: bytes16(self.params.primary),
         };
-        match advert_rule::classify(&local, advert.priority, advert.src.octets()) {
+        match advert_rule::classify(&local, advert.priority, &bytes16(advert.src)) {
             Verdict::ResetTimer => {
                 self.master_adver_interval_cs = advert.interval_cs;
                 self.master_down_at = Some(advert.at + self.master_down_ns());

@@ -20,6 +20,8 @@ pub const FAMILY_IPV6: u8 = 10;
 pub const IPPROTO_VRRP: u8 = 112;
 /// The IPv4 VRRP multicast group, 224.0.0.18.
 pub const VRRP_GROUP_V4: [u8; 4] = [224, 0, 0, 18];
+/// The IPv6 VRRP multicast group, ff02::12.
+pub const VRRP_GROUP_V6: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12];
 /// Advertisements must arrive with this TTL / hop limit (RFC 9568 5.1.1.3).
 pub const VRRP_TTL: u8 = 255;
 
@@ -43,9 +45,14 @@ pub struct InstanceKey {
 impl InstanceKey {
     /// Builds the key of an IPv4 instance.
     pub const fn ipv4(ifindex: u32, vrid: u8) -> Self {
+        Self::new(ifindex, FAMILY_IPV4, vrid)
+    }
+
+    /// Builds the key of an instance of either family.
+    pub const fn new(ifindex: u32, family: u8, vrid: u8) -> Self {
         Self {
             ifindex,
-            family: FAMILY_IPV4,
+            family,
             vrid,
             pad: [0; 2],
         }
@@ -76,8 +83,9 @@ pub struct InstanceConfig {
     pub preempt: u8,
     /// Protocol version the instance speaks (2 or 3).
     pub version: u8,
-    /// The local primary IPv4 address in network byte order, for the equal-priority tie-break.
-    pub primary_v4: [u8; 4],
+    /// The local primary address in network byte order, for the equal-priority tie-break
+    /// (IPv4 in the first four bytes).
+    pub primary: [u8; 16],
     /// Bumped by the agent on every state change. The kernel reports the first counted advert
     /// of a new generation even when nothing about the master changed, so the agent always
     /// learns that the kernel has taken over the master-down timer.

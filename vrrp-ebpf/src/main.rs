@@ -80,7 +80,7 @@ pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
 /// Validates an advert against its instance and applies it. Everything after the VRID lookup
 /// that fails validation is counted and dropped; unknown VRIDs are counted and passed on.
 fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
-    let key = InstanceKey::ipv4(ctx.ingress_ifindex() as u32, advert.vrid);
+    let key = InstanceKey::new(ctx.ingress_ifindex() as u32, advert.family, advert.vrid);
     let Some(cfg) = CONFIG.get_ptr(key) else {
         count(counters::VRID_ERRORS);
         return xdp_action::XDP_PASS;
@@ -97,16 +97,15 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         state: cfg.state,
         priority: cfg.priority,
         preempt: cfg.preempt != 0,
-        primary: cfg.primary_v4,
+        primary: cfg.primary,
     };
-    let verdict = advert_rule::classify(&local, advert.priority, advert.src);
+    let verdict = advert_rule::classify(&local, advert.priority, &advert.src);
     if verdict == Verdict::Ignore {
         count_for(&key, counters::IGNORED_ADVERTS);
         return xdp_action::XDP_DROP;
     }
 
-    let mut src = [0u8; 16];
-    src[..4].copy_from_slice(&advert.src);
+    let src = advert.src;
     let seen = AdvertSeen {
         // SAFETY: helper without preconditions.
         at_ns: unsafe { bpf_ktime_get_ns() },

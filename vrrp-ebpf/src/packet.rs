@@ -4,26 +4,30 @@
 //! than Ethernet's minimum frame, so the frame carries padding.
 
 use aya_ebpf::programs::XdpContext;
-use vrrp_common::{IPPROTO_VRRP, InstanceConfig, VRRP_TTL, auth, counters};
+use vrrp_common::{
+    FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, InstanceConfig, VRRP_TTL, auth, counters,
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
+const IPV6_HLEN: usize = 40;
 /// Fixed VRRP header: version/type, VRID, priority, count, interval, checksum.
 const VRRP_HLEN: usize = 8;
 /// VRRP advertisement type.
 const TYPE_ADVERTISEMENT: u8 = 1;
 /// VRRPv2 authentication data after the address list.
 const V2_AUTH_LEN: usize = 8;
-/// 255 IPv4 addresses after the fixed header (and v2's auth data), in 32-bit words.
-const MAX_VRRP_WORDS: usize = (VRRP_HLEN + 255 * 4 + V2_AUTH_LEN) / 4;
+/// The longest advert: 255 IPv6 addresses after the fixed header, in 32-bit words.
+const MAX_VRRP_WORDS: usize = (VRRP_HLEN + 255 * 16) / 4;
 /// A CARP advertisement is exactly this long (version 2, type 1, like a VRRPv2 advert).
 const CARP_LEN: usize = 36;
 
 /// What the frame is, as far as VRRP is concerned.
 pub enum Parsed {
-    /// Not an IPv4 protocol-112 packet: none of our business.
+    /// Not an IPv4/IPv6 protocol-112 packet: none of our business.
     NotVrrp,
     /// VRRP we do not handle here, counted under this counter and passed to the stack.
     Pass(u32),
@@ -33,10 +37,13 @@ pub enum Parsed {
 
 /// The fields of a VRRP packet the ladder needs, plus where it sits in the frame.
 pub struct Advert {
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
     /// Offset of the VRRP header from the start of the frame.
     pub offset: usize,
     /// VRRP length according to the IP header.
     pub len: usize,
+    /// TTL or hop limit.
     pub ttl: u8,
     pub version: u8,
     pub kind: u8,
@@ -47,8 +54,28 @@ pub struct Advert {
     pub auth_type: u8,
     /// Max_Adver_Int (v3) or Adver Int in seconds times 100 (v2).
     pub interval_cs: u16,
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+    /// Source address (IPv4 in the first four bytes).
+    pub src: [u8; 16],
+    /// Destination address (IPv4 in the first four bytes).
+    pub dst: [u8; 16],
+}
+
+impl Advert {
+    fn is_v6(&self) -> bool {
+        self.family == FAMILY_IPV6
+    }
+
+    fn multicast(&self) -> bool {
+        if self.is_v6() {
+            self.dst[0] == 0xff
+        } else {
+            self.dst[0] & 0xf0 == 0xe0
+        }
+    }
+
+    fn address_len(&self) -> usize {
+        if self.is_v6() { 16 } else { 4 }
+    }
 }
 
 #[inline(always)]
@@ -61,7 +88,19 @@ fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
     Some(unsafe { *(start as *const [u8; N]) })
 }
 
-/// Finds an IPv4 VRRP packet in the frame, skipping nothing silently.
+/// The IP-level facts of a protocol-112 packet.
+struct Ip {
+    family: u8,
+    /// Offset of the VRRP header.
+    offset: usize,
+    /// VRRP length according to the IP header.
+    len: usize,
+    ttl: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+
+/// Finds a VRRP packet (IPv4 with any IHL, or IPv6) in the frame, skipping nothing silently.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
@@ -77,39 +116,36 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         ethertype = u16::from_be_bytes([tag[2], tag[3]]);
         l3 += 4;
     }
-    if ethertype != ETH_P_IPV4 {
-        return Parsed::NotVrrp;
-    }
-    let Some(ip) = bytes::<20>(ctx, l3) else {
-        return Parsed::NotVrrp;
+    let ip = match ethertype {
+        ETH_P_IPV4 => ipv4(ctx, l3),
+        ETH_P_IPV6 => ipv6(ctx, l3),
+        _ => return Parsed::NotVrrp,
     };
-    if ip[0] >> 4 != 4 || ip[9] != IPPROTO_VRRP {
-        return Parsed::NotVrrp;
-    }
+    let ip = match ip {
+        Ok(Some(ip)) => ip,
+        Ok(None) => return Parsed::NotVrrp,
+        Err(counter) => {
+            return Parsed::Pass(if tagged {
+                counters::VLAN_TAGGED
+            } else {
+                counter
+            });
+        }
+    };
     if tagged {
         // A tagged advert belongs to a VLAN interface's own speaker, not to this one.
         return Parsed::Pass(counters::VLAN_TAGGED);
     }
-    let ihl = ((ip[0] & 0x0f) as usize) * 4;
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & 0x3fff != 0 {
-        return Parsed::Pass(counters::FRAGMENTS);
-    }
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    // The frame may be longer (padding) but never shorter than the IP header says; that is
-    // checked in `validate`, after the header read, so the verifier sees each check it needs.
-    if ihl < 20 || total < ihl + VRRP_HLEN {
+    if ip.len < VRRP_HLEN {
         return Parsed::Pass(counters::PACKET_LENGTH_ERRORS);
     }
-    let offset = l3 + ihl;
-    let Some(h) = bytes::<VRRP_HLEN>(ctx, offset) else {
+    let Some(h) = bytes::<VRRP_HLEN>(ctx, ip.offset) else {
         return Parsed::Pass(counters::PACKET_LENGTH_ERRORS);
     };
     let version = h[0] >> 4;
-    let len = total - ihl;
     // CARP shares protocol 112, 224.0.0.18 and the version/type byte with VRRPv2; only its
     // fixed length (with an "address count" that does not add up to it) tells it apart.
-    if version == 2 && len == CARP_LEN && v2_len(h[3]) != CARP_LEN {
+    if ip.family == FAMILY_IPV4 && version == 2 && ip.len == CARP_LEN && v2_len(h[3]) != CARP_LEN {
         return Parsed::Pass(counters::CARP_PACKETS);
     }
     let interval_cs = if version == 2 {
@@ -118,9 +154,10 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         u16::from_be_bytes([h[4] & 0x0f, h[5]])
     };
     Parsed::Vrrp(Advert {
-        offset,
-        len,
-        ttl: ip[8],
+        family: ip.family,
+        offset: ip.offset,
+        len: ip.len,
+        ttl: ip.ttl,
         version,
         kind: h[0] & 0x0f,
         vrid: h[1],
@@ -128,9 +165,65 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         count: h[3],
         auth_type: h[4],
         interval_cs,
-        src: [ip[12], ip[13], ip[14], ip[15]],
-        dst: [ip[16], ip[17], ip[18], ip[19]],
+        src: ip.src,
+        dst: ip.dst,
     })
+}
+
+/// An IPv4 header carrying protocol 112, or the counter for why it cannot be VRRP.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Option<Ip>, u32> {
+    let Some(ip) = bytes::<20>(ctx, l3) else {
+        return Ok(None);
+    };
+    if ip[0] >> 4 != 4 || ip[9] != IPPROTO_VRRP {
+        return Ok(None);
+    }
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return Err(counters::FRAGMENTS);
+    }
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    // The frame may be longer (padding) but never shorter than the IP header says; that is
+    // checked in `validate`, after the header read, so the verifier sees each check it needs.
+    if ihl < 20 || total < ihl {
+        return Err(counters::PACKET_LENGTH_ERRORS);
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&ip[12..16]);
+    dst[..4].copy_from_slice(&ip[16..20]);
+    Ok(Some(Ip {
+        family: FAMILY_IPV4,
+        offset: l3 + ihl,
+        len: total - ihl,
+        ttl: ip[8],
+        src,
+        dst,
+    }))
+}
+
+/// An IPv6 header whose next header is VRRP (adverts carry no extension headers).
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Option<Ip>, u32> {
+    let Some(ip) = bytes::<IPV6_HLEN>(ctx, l3) else {
+        return Ok(None);
+    };
+    if ip[0] >> 4 != 6 || ip[6] != IPPROTO_VRRP {
+        return Ok(None);
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&ip[8..24]);
+    dst.copy_from_slice(&ip[24..40]);
+    Ok(Some(Ip {
+        family: FAMILY_IPV6,
+        offset: l3 + IPV6_HLEN,
+        len: u16::from_be_bytes([ip[4], ip[5]]) as usize,
+        ttl: ip[7],
+        src,
+        dst,
+    }))
 }
 
 /// VRRPv2 length for `count` addresses: header, addresses, authentication data.
@@ -143,8 +236,9 @@ fn v2_len(count: u8) -> usize {
 /// on failure.
 #[inline(always)]
 pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Result<(), u32> {
-    // As keepalived: TTL 255 is required of multicast adverts; unicast peers may be routed.
-    if advert.dst[0] & 0xf0 == 0xe0 && advert.ttl != VRRP_TTL {
+    // As keepalived: TTL / hop limit 255 is required of multicast adverts; unicast peers may
+    // be routed.
+    if advert.multicast() && advert.ttl != VRRP_TTL {
         return Err(counters::IP_TTL_ERRORS);
     }
     if advert.version != cfg.version {
@@ -157,16 +251,18 @@ pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Resu
         return Err(counters::ADDRESS_LIST_ERRORS);
     }
     let v2 = advert.version == 2;
+    if v2 && advert.is_v6() {
+        return Err(counters::VERSION_ERRORS);
+    }
     let expected = if v2 {
         v2_len(advert.count)
     } else {
-        VRRP_HLEN + 4 * advert.count as usize
+        VRRP_HLEN + advert.address_len() * advert.count as usize
     };
     if advert.len != expected || ctx.data() + advert.offset + advert.len > ctx.data_end() {
         return Err(counters::PACKET_LENGTH_ERRORS);
     }
-    // VRRPv2's checksum never covers a pseudo-header.
-    if !checksum_ok(ctx, advert, !v2) {
+    if !checksum_ok(ctx, advert, v2) {
         return Err(counters::CHECKSUM_ERRORS);
     }
     if v2 {
@@ -188,10 +284,11 @@ pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Resu
     Ok(())
 }
 
-/// Checks the VRRP checksum. v3/IPv4 accepts both forms: with the IPv4 pseudo-header
-/// (keepalived's and FRR's default) and without it (keepalived's `v3_checksum_as_v2`).
+/// Checks the VRRP checksum. VRRPv2's never covers a pseudo-header; v3/IPv6's always does;
+/// v3/IPv4 accepts both forms: with the IPv4 pseudo-header (keepalived's and FRR's default)
+/// and without it (keepalived's `v3_checksum_as_v2`).
 #[inline(always)]
-fn checksum_ok(ctx: &XdpContext, advert: &Advert, allow_pseudo: bool) -> bool {
+fn checksum_ok(ctx: &XdpContext, advert: &Advert, v2: bool) -> bool {
     let words = advert.len / 4;
     let start = ctx.data() + advert.offset;
     let end = ctx.data_end();
@@ -209,17 +306,37 @@ fn checksum_ok(ctx: &XdpContext, advert: &Advert, allow_pseudo: bool) -> bool {
         sum += unsafe { *(p as *const u32) } as u64;
         i += 1;
     }
-    if fold(sum) == 0xffff {
+    if !advert.is_v6() && fold(sum) == 0xffff {
         return true;
     }
-    if !allow_pseudo {
+    if v2 {
         return false;
     }
     let len = advert.len as u16;
-    let pseudo = u32::from_ne_bytes(advert.src) as u64
-        + u32::from_ne_bytes(advert.dst) as u64
-        + u32::from_ne_bytes([0, IPPROTO_VRRP, (len >> 8) as u8, len as u8]) as u64;
+    let (hi, lo) = ((len >> 8) as u8, len as u8);
+    let pseudo = if advert.is_v6() {
+        address_sum(&advert.src)
+            + address_sum(&advert.dst)
+            + u32::from_ne_bytes([0, 0, hi, lo]) as u64
+            + u32::from_ne_bytes([0, 0, 0, IPPROTO_VRRP]) as u64
+    } else {
+        word(&advert.src, 0)
+            + word(&advert.dst, 0)
+            + u32::from_ne_bytes([0, IPPROTO_VRRP, hi, lo]) as u64
+    };
     fold(sum + pseudo) == 0xffff
+}
+
+/// The `i`-th native-order 32-bit word of an address.
+#[inline(always)]
+fn word(a: &[u8; 16], i: usize) -> u64 {
+    u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]) as u64
+}
+
+/// Sum of the four native-order 32-bit words of an IPv6 address.
+#[inline(always)]
+fn address_sum(a: &[u8; 16]) -> u64 {
+    word(a, 0) + word(a, 4) + word(a, 8) + word(a, 12)
 }
 
 /// Folds a ones'-complement sum of native-order words to 16 bits.

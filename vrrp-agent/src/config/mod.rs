@@ -7,7 +7,10 @@
 mod diagnostic;
 mod syntax;
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use syntax::{Statement, Word};
@@ -32,12 +35,12 @@ pub enum InitialState {
     Backup,
 }
 
-/// A virtual IPv4 address with its prefix length.
+/// A virtual address with its prefix length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VirtualAddress {
     /// The address.
-    pub address: Ipv4Addr,
-    /// Prefix length (keepalived defaults to 32).
+    pub address: IpAddr,
+    /// Prefix length (keepalived defaults to the full length: 32 or 128).
     pub prefix_len: u8,
 }
 
@@ -70,6 +73,16 @@ pub struct Instance {
     pub unicast_src_ip: Option<Ipv4Addr>,
     /// `unicast_peer { ... }`: adverts go to each of these instead of 224.0.0.18.
     pub unicast_peers: Vec<Ipv4Addr>,
+}
+
+impl Instance {
+    /// Whether this is an IPv6 instance (its first virtual address is IPv6, as keepalived
+    /// decides).
+    pub fn is_ipv6(&self) -> bool {
+        self.virtual_addresses
+            .first()
+            .is_some_and(|v| v.address.is_ipv6())
+    }
 }
 
 /// Reads and validates a configuration file.
@@ -239,6 +252,41 @@ impl Builder {
         self.instances.push((instance, version, advert_int_at));
     }
 
+    /// IPv6 instances are always VRRPv3, all of one family, and multicast (for now).
+    fn ipv6_rules(&mut self, instance: &mut Instance, version: Option<u8>) {
+        if version == Some(2) {
+            self.errors.push(
+                Diagnostic::new(&instance.location, "VRRPv2 cannot carry IPv6 addresses")
+                    .hint("remove `version 2`: IPv6 instances always speak VRRPv3"),
+            );
+        }
+        instance.version = 3;
+        if let Some(v4) = instance
+            .virtual_addresses
+            .iter()
+            .find(|v| v.address.is_ipv4())
+        {
+            self.errors.push(
+                Diagnostic::new(
+                    &instance.location,
+                    format!(
+                        "{} is IPv4 but the instance's first virtual address is IPv6",
+                        v4.address
+                    ),
+                )
+                .hint(
+                    "an advert carries one family: put the other family in its own vrrp_instance",
+                ),
+            );
+        }
+        if instance.unicast_src_ip.is_some() || !instance.unicast_peers.is_empty() {
+            self.errors.push(Diagnostic::new(
+                &instance.location,
+                "unicast peers are only supported for IPv4 instances so far",
+            ));
+        }
+    }
+
     /// `unicast_peer { A.B.C.D ... }`, one address per line.
     fn unicast_peers(&mut self, block: &[Statement]) -> Vec<Ipv4Addr> {
         let mut peers = Vec::new();
@@ -364,10 +412,15 @@ impl Builder {
                 Some((a, l)) => (a, Some(l)),
                 None => (text.as_str(), None),
             };
-            let address = addr.parse::<Ipv4Addr>();
-            let prefix_len = len.map_or(Ok(32), str::parse::<u8>);
+            let address = addr.parse::<IpAddr>();
+            let full = if address.as_ref().is_ok_and(IpAddr::is_ipv6) {
+                128
+            } else {
+                32
+            };
+            let prefix_len = len.map_or(Ok(full), str::parse::<u8>);
             match (address, prefix_len) {
-                (Ok(address), Ok(prefix_len)) if prefix_len <= 32 => {
+                (Ok(address), Ok(prefix_len)) if prefix_len <= full => {
                     out.push(VirtualAddress {
                         address,
                         prefix_len,
@@ -376,9 +429,9 @@ impl Builder {
                 _ => self.errors.push(
                     Diagnostic::new(
                         &s.keyword.location,
-                        format!("`{text}` is not an IPv4 address with an optional /prefix"),
+                        format!("`{text}` is not an IP address with an optional /prefix"),
                     )
-                    .hint("write it as A.B.C.D or A.B.C.D/len, e.g. 10.0.0.100/24"),
+                    .hint("write e.g. 10.0.0.100/24 or fd00::100/64"),
                 ),
             }
         }
@@ -390,6 +443,9 @@ impl Builder {
         let mut instances = Vec::new();
         for (mut instance, version, advert_int_at) in std::mem::take(&mut self.instances) {
             instance.version = version.unwrap_or(default_version);
+            if instance.is_ipv6() {
+                self.ipv6_rules(&mut instance, version);
+            }
             let at = advert_int_at.unwrap_or_else(|| instance.location.clone());
             if instance.version == 2 {
                 // VRRPv2 carries whole seconds, 1-255: keepalived rounds and warns.

@@ -1,3 +1,5 @@
+use std::net::Ipv6Addr;
+
 use super::*;
 
 fn cfg(text: &str) -> Result<Config, Diagnostics> {
@@ -146,4 +148,26 @@ fn unicast_source_and_peers() {
     let (line, _, msg) = first_error(&text.replace("10.0.0.3", "10.0.0.3 min_ttl 5"));
     assert_eq!(line, 15);
     assert!(msg.contains("min_ttl"), "{msg}");
+}
+
+#[test]
+fn ipv6_instances_are_v3_and_single_family() {
+    let text = GOOD.replace(
+        "10.0.0.100/24\n        10.0.0.101",
+        "fd00::100/64\n        fd00::101",
+    );
+    let c = cfg(&text.replace("vrrp_version 3", "vrrp_version 2")).unwrap();
+    let i = &c.instances[0];
+    assert!(i.is_ipv6());
+    assert_eq!(i.version, 3);
+    assert_eq!(i.virtual_addresses[1].prefix_len, 128);
+    assert_eq!(
+        i.virtual_addresses[0].address,
+        "fd00::100".parse::<Ipv6Addr>().unwrap()
+    );
+    let (_, _, msg) = first_error(&text.replace("fd00::101", "10.0.0.1"));
+    assert!(
+        msg.contains("one family") || msg.contains("is IPv4"),
+        "{msg}"
+    );
 }

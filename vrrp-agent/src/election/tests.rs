@@ -1,3 +1,5 @@
+use std::net::Ipv4Addr;
+
 use super::*;
 
 const MS: Nanos = 1_000_000;
@@ -9,13 +11,13 @@ fn params(priority: u8, preempt: bool) -> Params {
         priority,
         preempt,
         advert_int_cs: 100,
-        primary: Ipv4Addr::new(10, 0, 0, 2),
+        primary: Ipv4Addr::new(10, 0, 0, 2).into(),
     }
 }
 
 fn advert(priority: u8, interval_cs: u16, at: Nanos) -> AdvertSeen {
     AdvertSeen {
-        src: Ipv4Addr::new(10, 0, 0, 1),
+        src: Ipv4Addr::new(10, 0, 0, 1).into(),
         priority,
         interval_cs,
         at,
@@ -112,7 +114,7 @@ fn master_steps_down_for_higher_priority_and_equal_priority_higher_address() {
     // Equal priority, source 10.0.0.1 < local 10.0.0.2: we stay master.
     assert!(actions.is_empty());
     let mut higher = advert(255, 100, SEC);
-    higher.src = Ipv4Addr::new(10, 0, 0, 3);
+    higher.src = Ipv4Addr::new(10, 0, 0, 3).into();
     let actions = e.handle(Input::Advert(higher), SEC);
     assert_eq!(e.state(), State::Backup);
     assert_eq!(actions[0], Action::RemoveAddresses);

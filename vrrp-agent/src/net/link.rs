@@ -1,13 +1,13 @@
 //! rtnetlink adapter: interface facts and the virtual addresses.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::TryStreamExt as _;
 use rtnetlink::{
     Handle,
     packet_route::{
-        address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
+        address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
         link::LinkAttribute,
     },
 };
@@ -21,10 +21,12 @@ pub struct Interface {
     pub name: String,
     /// Its index.
     pub index: u32,
-    /// Its hardware address (the source of gratuitous ARPs).
+    /// Its hardware address (the source of gratuitous ARPs and NAs).
     pub mac: [u8; 6],
-    /// Its primary IPv4 address: the advert source and the tie-breaker.
-    pub primary: Ipv4Addr,
+    /// Its primary IPv4 address: the advert source and tie-breaker of IPv4 instances.
+    pub primary_v4: Option<Ipv4Addr>,
+    /// Its (non-tentative) IPv6 link-local address: the same for IPv6 instances.
+    pub link_local: Option<Ipv6Addr>,
 }
 
 /// A route-netlink connection.
@@ -42,7 +44,7 @@ impl Netlink {
         Ok(Self { handle })
     }
 
-    /// Looks an interface up by name, with its MAC and primary IPv4 address.
+    /// Looks an interface up by name, with its MAC and source addresses.
     pub async fn interface(&self, name: &str) -> Result<Interface> {
         let link = self
             .handle
@@ -59,48 +61,60 @@ impl Netlink {
             .attributes
             .iter()
             .find_map(|a| match a {
-                LinkAttribute::Address(m) if m.len() == 6 => <[u8; 6]>::try_from(m.as_slice()).ok(),
+                LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
                 _ => None,
             })
             .ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))?;
-        let primary = self
-            .ipv4_addresses(index)
-            .await?
-            .into_iter()
-            .find(|m| !m.header.flags.contains(AddressHeaderFlags::Secondary))
-            .and_then(|m| ipv4_of(&m))
-            .ok_or_else(|| {
-                anyhow!("interface {name} has no IPv4 address to send adverts from; add one (e.g. `ip addr add 10.0.0.1/24 dev {name}`)")
-            })?;
+        let addresses = self.addresses(index).await?;
+        let primary_v4 = addresses
+            .iter()
+            .filter(|m| !m.header.flags.contains(AddressHeaderFlags::Secondary))
+            .find_map(|m| match address_of(m) {
+                Some(IpAddr::V4(v4)) => Some(v4),
+                _ => None,
+            });
+        let link_local = addresses.iter().find_map(|m| match address_of(m) {
+            Some(IpAddr::V6(v6)) if v6.is_unicast_link_local() && !tentative(m) => Some(v6),
+            _ => None,
+        });
         Ok(Interface {
             name: name.to_string(),
             index,
             mac,
-            primary,
+            primary_v4,
+            link_local,
         })
     }
 
-    async fn ipv4_addresses(&self, index: u32) -> Result<Vec<AddressMessage>> {
-        let all: Vec<AddressMessage> = self
-            .handle
+    async fn addresses(&self, index: u32) -> Result<Vec<AddressMessage>> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(index)
             .execute()
             .try_collect()
             .await
-            .context("listing addresses")?;
-        Ok(all.into_iter().filter(|m| ipv4_of(m).is_some()).collect())
+            .context("listing addresses")
     }
 
-    /// Adds a virtual address; adding one that is already there is not an error.
+    /// Adds a virtual address; adding one that is already there is not an error. IPv6
+    /// addresses skip duplicate address detection, as keepalived adds them: the new master
+    /// must be able to use the address at once.
     pub async fn add_address(&self, index: u32, vip: &VirtualAddress) -> Result<()> {
         if self.find_address(index, vip).await?.is_some() {
             return Ok(());
         }
-        self.handle
+        let mut request = self
+            .handle
             .address()
-            .add(index, IpAddr::V4(vip.address), vip.prefix_len)
+            .add(index, vip.address, vip.prefix_len);
+        if vip.address.is_ipv6() {
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request
             .execute()
             .await
             .with_context(|| format!("adding {}/{}", vip.address, vip.prefix_len))
@@ -125,20 +139,34 @@ impl Netlink {
         vip: &VirtualAddress,
     ) -> Result<Option<AddressMessage>> {
         Ok(self
-            .ipv4_addresses(index)
+            .addresses(index)
             .await?
             .into_iter()
-            .find(|m| ipv4_of(m) == Some(vip.address) && m.header.prefix_len == vip.prefix_len))
+            .find(|m| address_of(m) == Some(vip.address) && m.header.prefix_len == vip.prefix_len))
     }
 }
 
-fn ipv4_of(m: &AddressMessage) -> Option<Ipv4Addr> {
-    m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(v4)) | AddressAttribute::Address(IpAddr::V4(v4)) => {
-            Some(*v4)
-        }
+fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS otherwise.
+    let local = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(a) => Some(*a),
         _ => None,
+    });
+    local.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(a) => Some(*a),
+            _ => None,
+        })
     })
+}
+
+fn tentative(m: &AddressMessage) -> bool {
+    let flags = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Flags(f) => Some(*f),
+        _ => None,
+    });
+    flags.is_some_and(|f| f.contains(AddressFlags::Tentative))
+        || m.header.flags.contains(AddressHeaderFlags::Tentative)
 }
 
 /// Resolves an interface name to its index (fails for unknown names).

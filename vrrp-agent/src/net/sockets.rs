@@ -1,4 +1,4 @@
-//! Sending adverts and gratuitous ARPs.
+//! Sending adverts, gratuitous ARPs and unsolicited neighbour advertisements.
 //!
 //! Both sockets carry a drop-all socket filter: the kernel's XDP program is the only receive
 //! path, so nothing that arrives on the wire ever wakes the agent through a socket.
@@ -6,17 +6,17 @@
 use std::{
     io,
     mem::{size_of, zeroed},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Context as _, Result};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockFilter, Socket, Type};
-use vrrp_common::{IPPROTO_VRRP, VRRP_GROUP_V4};
+use vrrp_common::{IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6};
 
 use crate::{
     net::link::Interface,
-    packet::{Advert, Arp, BROADCAST_MAC, ChecksumForm, Ipv4Header},
+    packet::{Advert, Arp, BROADCAST_MAC, ChecksumForm, Ipv4Header, unsolicited_na},
 };
 
 /// A classic BPF program that accepts nothing.
@@ -25,56 +25,78 @@ fn drop_all() -> [SockFilter; 1] {
     [SockFilter::new(0x06, 0, 0, 0)]
 }
 
-/// Raw IPv4 socket sending one instance's VRRP adverts, to 224.0.0.18 (holding the group
+/// Raw socket sending one instance's VRRP adverts, to the VRRP group (holding the group
 /// membership so NICs and snooping switches deliver adverts to us) or to unicast peers.
 pub struct AdvertSender {
     socket: Socket,
-    src: Ipv4Addr,
-    destinations: Vec<Ipv4Addr>,
+    src: IpAddr,
+    destinations: Vec<IpAddr>,
 }
 
 impl AdvertSender {
-    /// Opens the socket on `iface`, sending from `src`; with no `unicast_peers` it joins the
-    /// VRRP group and sends there.
-    pub fn open(iface: &Interface, src: Ipv4Addr, unicast_peers: &[Ipv4Addr]) -> Result<Self> {
-        let socket = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-        )
-        .context("opening a raw VRRP socket (needs CAP_NET_RAW)")?;
-        socket.attach_filter(&drop_all())?;
+    /// Opens an IPv4 sender on `iface` from `src`; with no `unicast_peers` it joins 224.0.0.18
+    /// and sends there. The IPv4 header is ours (TTL 255, TOS 0xc0), as keepalived's is.
+    pub fn open_v4(iface: &Interface, src: Ipv4Addr, unicast_peers: &[Ipv4Addr]) -> Result<Self> {
+        let socket = raw_vrrp_socket(Domain::IPV4, iface)?;
         socket.set_header_included_v4(true)?;
-        socket.bind_device(Some(iface.name.as_bytes()))?;
         socket.set_multicast_loop_v4(false)?;
         let group = Ipv4Addr::from(VRRP_GROUP_V4);
         let destinations = if unicast_peers.is_empty() {
             socket
                 .join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(iface.index))
                 .with_context(|| format!("joining 224.0.0.18 on {}", iface.name))?;
-            vec![group]
+            vec![IpAddr::V4(group)]
         } else {
-            unicast_peers.to_vec()
+            unicast_peers.iter().copied().map(IpAddr::V4).collect()
         };
         Ok(Self {
             socket,
-            src,
+            src: IpAddr::V4(src),
             destinations,
         })
     }
 
-    /// Sends one advert to every destination (IPv4 header built here: TTL 255, TOS 0xc0; the
-    /// checksum's pseudo-header names each destination).
+    /// Opens an IPv6 sender on `iface` from its link-local address `src`, joined to ff02::12,
+    /// with hop limit 255.
+    pub fn open_v6(iface: &Interface, src: Ipv6Addr) -> Result<Self> {
+        let socket = raw_vrrp_socket(Domain::IPV6, iface)?;
+        socket.set_multicast_hops_v6(255)?;
+        socket.set_unicast_hops_v6(255)?;
+        socket.set_multicast_if_v6(iface.index)?;
+        socket.set_multicast_loop_v6(false)?;
+        let group = Ipv6Addr::from(VRRP_GROUP_V6);
+        socket
+            .join_multicast_v6(&group, iface.index)
+            .with_context(|| format!("joining ff02::12 on {}", iface.name))?;
+        socket
+            .bind(&SockAddr::from(SocketAddrV6::new(src, 0, 0, iface.index)))
+            .with_context(|| format!("binding to {src}%{}", iface.name))?;
+        Ok(Self {
+            socket,
+            src: IpAddr::V6(src),
+            destinations: vec![IpAddr::V6(group)],
+        })
+    }
+
+    /// Sends one advert to every destination (the checksum's pseudo-header names each).
     pub fn send(&self, advert: &Advert) -> io::Result<()> {
         let mut result = Ok(());
         for &dst in &self.destinations {
             let payload = advert.encode(self.src, dst, ChecksumForm::PseudoHeader);
-            let mut header = Ipv4Header::vrrp(self.src);
-            header.dst = dst;
-            let sent = self.socket.send_to(
-                &header.wrap(&payload),
-                &SockAddr::from(SocketAddrV4::new(dst, 0)),
-            );
+            let sent = match (self.src, dst) {
+                (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                    let mut header = Ipv4Header::vrrp(src);
+                    header.dst = dst;
+                    let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+                    self.socket.send_to(&header.wrap(&payload), &to)
+                }
+                (_, IpAddr::V6(dst)) => {
+                    let scope = self.socket.multicast_if_v6().unwrap_or(0);
+                    let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, scope));
+                    self.socket.send_to(&payload, &to)
+                }
+                (IpAddr::V6(_), IpAddr::V4(_)) => continue,
+            };
             if let Err(e) = sent {
                 result = Err(e);
             }
@@ -83,14 +105,28 @@ impl AdvertSender {
     }
 }
 
-/// AF_PACKET socket for gratuitous ARPs on one interface.
-pub struct ArpSender {
+fn raw_vrrp_socket(domain: Domain, iface: &Interface) -> Result<Socket> {
+    let socket = Socket::new(
+        domain,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+    )
+    .context("opening a raw VRRP socket (needs CAP_NET_RAW)")?;
+    socket.attach_filter(&drop_all())?;
+    socket.bind_device(Some(iface.name.as_bytes()))?;
+    Ok(socket)
+}
+
+/// AF_PACKET socket announcing virtual addresses on one interface: gratuitous ARP for IPv4,
+/// unsolicited neighbour advertisements for IPv6.
+pub struct Announcer {
     fd: OwnedFd,
     ifindex: u32,
     mac: [u8; 6],
+    link_local: Option<Ipv6Addr>,
 }
 
-impl ArpSender {
+impl Announcer {
     /// Opens the socket on `iface`. It receives nothing (protocol 0 and a drop-all filter).
     pub fn open(iface: &Interface) -> Result<Self> {
         // SAFETY: plain socket(2) call; the result is checked.
@@ -106,12 +142,24 @@ impl ArpSender {
             fd,
             ifindex: iface.index,
             mac: iface.mac,
+            link_local: iface.link_local,
         })
     }
 
-    /// Broadcasts one gratuitous ARP for `address`.
-    pub fn announce(&self, address: Ipv4Addr) -> io::Result<()> {
-        let frame = Arp::gratuitous(self.mac, address).frame(BROADCAST_MAC);
+    /// Announces that this node now holds `address`.
+    pub fn announce(&self, address: IpAddr) -> io::Result<()> {
+        let frame = match address {
+            IpAddr::V4(v4) => Arp::gratuitous(self.mac, v4).frame(BROADCAST_MAC),
+            IpAddr::V6(v6) => {
+                let src = self.link_local.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "no IPv6 link-local address",
+                    )
+                })?;
+                unsolicited_na(self.mac, src, v6)
+            }
+        };
         send_frame(self.fd.as_fd(), self.ifindex, &frame)
     }
 }
