@@ -2,7 +2,7 @@
 //! background sender that streams adverts at a fixed rate.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU8, Ordering},
@@ -12,10 +12,10 @@ use std::{
 };
 
 use vrrp_agent::packet::{
-    ARP_REQUEST, Advert, Arp, BROADCAST_MAC, ChecksumForm, ETH_P_IP, Ipv4Header, checksum,
-    ethernet, ipv4_multicast_mac,
+    ARP_REQUEST, Advert, Arp, BROADCAST_MAC, ChecksumForm, ETH_P_IP, ETH_P_IPV6, Ipv4Header,
+    checksum, ethernet, ipv4_multicast_mac, ipv6_header, ipv6_multicast_mac,
 };
-use vrrp_common::VRRP_GROUP_V4;
+use vrrp_common::{IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6};
 
 use crate::Capture;
 
@@ -79,6 +79,23 @@ pub fn advert_frame(src_mac: [u8; 6], src: Ipv4Addr, advert: &Advert, flaw: Flaw
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
     }
     ethernet(ipv4_multicast_mac(group), src_mac, ETH_P_IP, &ip)
+}
+
+/// A VRRPv3 IPv6 advert frame from link-local `src` to ff02::12, broken as `flaw` says
+/// (`Ttl254` lowers the hop limit; `TooShort` trims the payload length).
+pub fn advert_frame_v6(src_mac: [u8; 6], src: Ipv6Addr, advert: &Advert, flaw: Flaw) -> Vec<u8> {
+    let group = Ipv6Addr::from(VRRP_GROUP_V6);
+    let mut vrrp = advert.encode(src.into(), group.into(), ChecksumForm::PseudoHeader);
+    if flaw == Flaw::BadChecksum {
+        vrrp[7] = vrrp[7].wrapping_add(1);
+    }
+    let hop_limit = if flaw == Flaw::Ttl254 { 254 } else { 255 };
+    let mut ip = ipv6_header(src, group, IPPROTO_VRRP, hop_limit, &vrrp);
+    if flaw == Flaw::TooShort {
+        let len = u16::from_be_bytes([ip[4], ip[5]]) - 4;
+        ip[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    ethernet(ipv6_multicast_mac(group), src_mac, ETH_P_IPV6, &ip)
 }
 
 /// A broadcast ARP request for `target` from `src` / `src_mac`.

@@ -12,7 +12,7 @@ pub mod keepalived;
 pub mod netns;
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::{
         Mutex, MutexGuard,
@@ -29,6 +29,8 @@ pub use netns::{ip, run_in};
 
 /// The virtual address the scenarios use.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+/// The IPv6 virtual address the scenarios use (no link-local VIP: keepalived accepts that).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
 /// The client's address.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
 /// Name of every node's lab interface.
@@ -117,6 +119,7 @@ impl Lab {
         let ns = format!("{}-{suffix}", self.name);
         let port = format!("p{suffix}");
         netns::add(&ns)?;
+        netns::no_dad(&ns)?;
         ip(
             &ns,
             &[
@@ -176,6 +179,11 @@ impl Lab {
     /// IPv4 addresses on a node's `eth0`.
     pub fn addresses(&self, node: &Node) -> Result<Vec<Ipv4Addr>> {
         netns::ipv4_addresses(&node.ns, IFNAME)
+    }
+
+    /// IPv6 addresses on a node's `eth0`.
+    pub fn addresses_v6(&self, node: &Node) -> Result<Vec<Ipv6Addr>> {
+        netns::ipv6_addresses(&node.ns, IFNAME)
     }
 
     /// The client's neighbour entry (MAC) for `addr`, if it has one with an address.
@@ -244,6 +252,8 @@ pub struct Spec {
     pub auth_pass: Option<String>,
     /// `unicast_src_ip` and `unicast_peer { ... }`.
     pub unicast: Option<(Ipv4Addr, Vec<Ipv4Addr>)>,
+    /// The virtual address, with its prefix.
+    pub vip: String,
 }
 
 impl Spec {
@@ -255,6 +265,15 @@ impl Spec {
             version: 3,
             auth_pass: None,
             unicast: None,
+            vip: format!("{VIP}/24"),
+        }
+    }
+
+    /// A VRRPv3 IPv6 instance holding [`VIP6`].
+    pub fn v6(priority: u8, advert_int: &str) -> Self {
+        Self {
+            vip: format!("{VIP6}/64"),
+            ..Self::v3(priority, advert_int)
         }
     }
 
@@ -294,8 +313,8 @@ impl Spec {
         format!(
             "global_defs {{\n    router_id lab\n    vrrp_version {}\n}}\n\n\
              vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \
-             priority {}\n    advert_int {}\n{extra}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
-            self.version, self.priority, self.advert_int
+             priority {}\n    advert_int {}\n{extra}    virtual_ipaddress {{\n        {}\n    }}\n}}\n",
+            self.version, self.priority, self.advert_int, self.vip
         )
     }
 }

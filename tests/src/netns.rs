@@ -1,7 +1,11 @@
 //! Namespaces and what is inside them, through iproute2 (`ip -j` for parseable answers) and
 //! `setns(2)` for sockets that must live in a namespace.
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd as _, process::Command};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd as _,
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
@@ -70,7 +74,16 @@ pub fn mac(ns: &str, ifname: &str) -> Result<[u8; 6]> {
 
 /// IPv4 addresses on an interface in a namespace.
 pub fn ipv4_addresses(ns: &str, ifname: &str) -> Result<Vec<Ipv4Addr>> {
-    let v = ip_json(ns, &["-4", "addr", "show", "dev", ifname])?;
+    addresses(ns, ifname, "-4")
+}
+
+/// IPv6 addresses on an interface in a namespace.
+pub fn ipv6_addresses(ns: &str, ifname: &str) -> Result<Vec<Ipv6Addr>> {
+    addresses(ns, ifname, "-6")
+}
+
+fn addresses<A: std::str::FromStr>(ns: &str, ifname: &str, family: &str) -> Result<Vec<A>> {
+    let v = ip_json(ns, &[family, "addr", "show", "dev", ifname])?;
     let mut out = Vec::new();
     for link in v.as_array().into_iter().flatten() {
         for a in link["addr_info"].as_array().into_iter().flatten() {
@@ -89,6 +102,17 @@ pub fn neighbour(ns: &str, ifname: &str, addr: Ipv4Addr) -> Result<Option<[u8; 6
         .and_then(|a| a.first())
         .and_then(|e| e["lladdr"].as_str())
         .and_then(parse_mac))
+}
+
+/// Turns off IPv6 duplicate address detection for interfaces created in `ns` from now on, so
+/// link-local addresses are usable at once (DAD would delay the lab by seconds).
+pub fn no_dad(ns: &str) -> Result<()> {
+    for conf in ["default", "all"] {
+        run(Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-qw"])
+            .arg(format!("net.ipv6.conf.{conf}.accept_dad=0")))?;
+    }
+    Ok(())
 }
 
 /// SIGKILLs every process inside a namespace (best effort, for cleanup).

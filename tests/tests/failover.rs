@@ -5,10 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use vrrp_agent::{election::State, packet::Arp};
+use vrrp_agent::{
+    election::State,
+    packet::{Arp, NeighbourAdvert},
+};
 use vrrp_common::timers;
 use vrrp_lab::{
-    Lab, Spec, VIP, frames, mac_string, require_root, single_instance_config, wait_for,
+    Lab, Spec, VIP, VIP6, frames, mac_string, require_root, single_instance_config, wait_for,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -212,4 +215,54 @@ fn unicast_peers_elect_without_multicast_and_fail_over() {
     master.wait_exit(5 * SEC);
     let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
     assert!(backup.wait_state(State::Master, bound + 2 * SEC).is_some());
+}
+
+#[test]
+fn ipv6_pair_elects_announces_with_unsolicited_na_and_fails_over() {
+    if !require_root("ipv6_pair_elects_announces_with_unsolicited_na_and_fails_over") {
+        return;
+    }
+    let lab = Lab::new("ipv6", 2).expect("lab");
+    let mut master = lab
+        .spawn_agent(lab.router(0), &Spec::v6(200, "0.1").config())
+        .unwrap();
+    let backup = lab
+        .spawn_agent(lab.router(1), &Spec::v6(100, "0.1").config())
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
+        let s = backup.status().ok()?;
+        let m = s.instances[0].master.clone()?;
+        (s.instances[0].state == State::Backup && m.address.is_ipv6()).then_some(m)
+    })
+    .expect("the backup did not hear the IPv6 master");
+    assert!(
+        heard.address.to_string().starts_with("fe80::"),
+        "adverts must come from the link-local address"
+    );
+    assert!(lab.addresses_v6(lab.router(0)).unwrap().contains(&VIP6));
+    assert!(!lab.addresses_v6(lab.router(1)).unwrap().contains(&VIP6));
+
+    let client = lab.capture(&lab.client).unwrap();
+    master.signal(libc::SIGKILL);
+    master.wait_exit(5 * SEC);
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
+    assert!(
+        backup.wait_state(State::Master, bound + 2 * SEC).is_some(),
+        "no IPv6 takeover"
+    );
+    assert!(lab.addresses_v6(lab.router(1)).unwrap().contains(&VIP6));
+    let na = client
+        .wait_incoming(2 * SEC, |f| {
+            NeighbourAdvert::parse_frame(f).is_some_and(|na| na.target == VIP6)
+        })
+        .and_then(|f| NeighbourAdvert::parse_frame(&f.data))
+        .expect("no unsolicited NA for the VIP from the new master");
+    assert_eq!(
+        (na.router, na.solicited, na.override_),
+        (true, false, true),
+        "{na:?}"
+    );
+    assert_eq!(na.target_mac, Some(lab.router(1).mac));
+    assert_eq!(na.dst, "ff02::1".parse::<std::net::Ipv6Addr>().unwrap());
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vrrp_agent::election::State;
 use vrrp_common::timers;
 use vrrp_lab::{
-    Agent, Lab, Spec, VIP,
+    Agent, Lab, Spec, VIP, VIP6,
     keepalived::{self, KaState, Keepalived},
     require_root, single_instance_config, wait_for,
 };
@@ -213,4 +213,52 @@ fn unicast_peers_both_directions() {
     ka.kill();
     let bound = Duration::from_nanos(timers::master_down_ns(3, 50, 10));
     assert!(ours.wait_state(State::Master, bound + 2 * SEC).is_some());
+}
+
+#[test]
+fn ipv6_without_a_link_local_vip_both_directions() {
+    if skip("ipv6_without_a_link_local_vip_both_directions") {
+        return;
+    }
+    let _stats = keepalived::stats_lock();
+    let lab = Lab::new("kav6", 2).expect("lab");
+    let ours = lab
+        .spawn_agent(lab.router(0), &Spec::v6(200, "0.1").config())
+        .unwrap();
+    assert!(ours.wait_state(State::Master, 5 * SEC).is_some());
+    let mut ka =
+        Keepalived::spawn(&lab.dir, lab.router(1), &Spec::v6(100, "0.1").config()).unwrap();
+    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
+    std::thread::sleep(SEC);
+    assert_eq!(
+        ka.state(),
+        Some(KaState::Backup),
+        "keepalived rejected our IPv6 adverts"
+    );
+    assert!(lab.addresses_v6(lab.router(0)).unwrap().contains(&VIP6));
+    assert!(!lab.addresses_v6(lab.router(1)).unwrap().contains(&VIP6));
+    assert_clean(&ka, true);
+
+    ours.signal(libc::SIGTERM);
+    assert!(
+        ka.wait_state(KaState::Master, 3 * SEC).is_some(),
+        "no takeover after our priority 0"
+    );
+    drop(ours);
+    let ours = lab
+        .spawn_agent(lab.router(0), &Spec::v6(50, "0.1").config())
+        .unwrap();
+    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
+        let s = ours.status().ok()?;
+        (s.instances[0].state == State::Backup && s.instances[0].master.is_some()).then_some(())
+    });
+    assert!(
+        heard.is_some(),
+        "we do not follow keepalived over IPv6: {:?}",
+        ours.status()
+    );
+    ka.kill();
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 50, 10));
+    assert!(ours.wait_state(State::Master, bound + 2 * SEC).is_some());
+    assert!(lab.addresses_v6(lab.router(0)).unwrap().contains(&VIP6));
 }

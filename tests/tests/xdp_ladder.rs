@@ -1,17 +1,20 @@
 //! The XDP validation ladder on crafted frames through BPF_PROG_TEST_RUN: every rule gives the
 //! expected action and counter, with the real program and maps, no namespaces.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use vrrp_agent::{
     dataplane::Dataplane,
     packet::{Advert, ChecksumForm, ETH_P_IP, Ipv4Header, checksum, ethernet, ipv4_multicast_mac},
 };
 use vrrp_common::{
-    InstanceConfig, InstanceKey, VRRP_GROUP_V4, auth, counters, event, state, timers,
+    FAMILY_IPV6, InstanceConfig, InstanceKey, VRRP_GROUP_V4, auth, counters, event, state, timers,
 };
 use vrrp_lab::{
-    frames::{Flaw, advert_frame},
+    frames::{Flaw, advert_frame, advert_frame_v6},
     require_root,
 };
 
@@ -102,6 +105,15 @@ impl Harness {
             auth_pass: *b"secret\0\0",
             ..Self::new(state::BACKUP, 100).config
         })
+    }
+
+    /// A VRRPv3 IPv6 backup at 10 ms.
+    fn v6() -> Self {
+        let mut h = Self::new(state::BACKUP, 100);
+        h.dp.remove_instance(&h.key);
+        h.key = InstanceKey::new(IFINDEX, FAMILY_IPV6, 51);
+        h.dp.set_instance(h.key, h.config).unwrap();
+        h
     }
 
     fn with(config: InstanceConfig) -> Self {
@@ -469,6 +481,71 @@ fn vrrpv2_rules_auth_interval_checksum_and_carp() {
             moved(&delta)
         );
     }
+}
+
+#[test]
+fn ipv6_adverts_hop_limit_and_pseudo_header_checksum() {
+    if !require_root("ipv6_adverts_hop_limit_and_pseudo_header_checksum") {
+        return;
+    }
+    let mut h = Harness::v6();
+    let src: Ipv6Addr = "fe80::1".parse().unwrap();
+    let vip: Ipv6Addr = "fd00::100".parse().unwrap();
+    let advert = Advert::v3(51, 200, 1, [vip]);
+    let (action, delta) = h.run(&advert_frame_v6(MAC, src, &advert, Flaw::None));
+    assert_eq!(
+        (action, delta[counters::VALID_ADVERTS as usize]),
+        (XDP_DROP, 1),
+        "{:?}",
+        moved(&delta)
+    );
+    let seen = h.dp.seen(&h.key).expect("recorded under the IPv6 key");
+    assert_eq!(seen.src, src.octets());
+    // The same VRID over IPv4 is a different instance: not configured here.
+    let (action, delta) = h.run(&advert_frame(MAC, SRC, &advert_v4(), Flaw::None));
+    assert_eq!(action, XDP_PASS);
+    assert!(only(&delta, counters::VRID_ERRORS), "{:?}", moved(&delta));
+
+    let plain = {
+        // Checksummed without the pseudo-header: valid for v3/IPv4 only, never for IPv6.
+        let mut f = advert_frame_v6(MAC, src, &advert, Flaw::None);
+        let vrrp = &mut f[54..];
+        vrrp[6..8].copy_from_slice(&[0, 0]);
+        let sum = checksum(0, vrrp);
+        vrrp[6..8].copy_from_slice(&sum.to_be_bytes());
+        f
+    };
+    let cases = [
+        (
+            "hop limit 254",
+            advert_frame_v6(MAC, src, &advert, Flaw::Ttl254),
+            counters::IP_TTL_ERRORS,
+        ),
+        (
+            "bad checksum",
+            advert_frame_v6(MAC, src, &advert, Flaw::BadChecksum),
+            counters::CHECKSUM_ERRORS,
+        ),
+        ("no pseudo-header", plain, counters::CHECKSUM_ERRORS),
+        (
+            "payload length cuts the address",
+            advert_frame_v6(MAC, src, &advert, Flaw::TooShort),
+            counters::PACKET_LENGTH_ERRORS,
+        ),
+    ];
+    for (name, frame, counter) in cases {
+        let (action, delta) = h.run(&frame);
+        assert_eq!(action, XDP_DROP, "{name}");
+        assert!(
+            only(&delta, counter),
+            "{name}: counters moved {:?}",
+            moved(&delta)
+        );
+    }
+}
+
+fn advert_v4() -> Advert {
+    advert(200)
 }
 
 fn moved(delta: &[u64; counters::COUNT]) -> Vec<(&'static str, u64)> {
