@@ -132,3 +132,59 @@ fn invalid_adverts_do_not_hold_a_backup_and_valid_ones_do() {
         );
     }
 }
+
+#[test]
+fn a_flood_of_lower_priority_adverts_is_answered_once_per_interval() {
+    if !require_root("a_flood_of_lower_priority_adverts_is_answered_once_per_interval") {
+        return;
+    }
+    let lab = Lab::new("reassert", 2).expect("lab");
+    let master = lab
+        .spawn_agent(lab.router(0), &single_instance_config(200, "0.1"))
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    let r2 = lab.router(1).clone();
+    let watch = lab.capture(&r2).unwrap();
+    let before = (
+        master.instance_counter("lower-priority-reasserts"),
+        master.voluntary_context_switches().unwrap(),
+    );
+    // 1000 valid priority-100 adverts per second for 2 s from r2.
+    let flood = AdvertStream::start(
+        lab.capture(&r2).unwrap(),
+        r2.mac,
+        r2.addr,
+        Advert::v3(51, 100, 10, vec![VIP]),
+        Duration::from_millis(1),
+    );
+    let start = Instant::now();
+    let mut from_master = 0;
+    while start.elapsed() < 2 * SEC {
+        if watch
+            .wait_incoming(Duration::from_millis(50), |f| {
+                f.len() > 34 && f[23] == 112 && f[26..30] == lab.router(0).addr.octets()
+            })
+            .is_some()
+        {
+            from_master += 1;
+        }
+    }
+    drop(flood);
+    let reasserts = master.instance_counter("lower-priority-reasserts") - before.0;
+    let limited = master.instance_counter("lower-priority-rate-limited");
+    let switches = master.voluntary_context_switches().unwrap() - before.1;
+    eprintln!(
+        "2 s of flood: {reasserts} reasserts, {limited} rate-limited, {from_master} adverts from the master, {switches} wake-ups"
+    );
+    assert_eq!(master.state(), Some(State::Master));
+    assert!(
+        (5..=40).contains(&reasserts),
+        "{reasserts} reasserts in 2 s at a 100 ms interval"
+    );
+    assert!(limited >= 500, "only {limited} adverts rate-limited");
+    assert!(
+        from_master <= 60,
+        "the master sent {from_master} adverts in 2 s"
+    );
+    assert!(switches < 400, "the master was woken {switches} times");
+}

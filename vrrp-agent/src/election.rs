@@ -120,6 +120,7 @@ pub struct Election {
     adver_at: Option<Nanos>,
     garp_refresh_at: Option<Nanos>,
     master: Option<AdvertSeen>,
+    last_reassert: Option<Nanos>,
 }
 
 impl Election {
@@ -134,6 +135,7 @@ impl Election {
             adver_at: None,
             garp_refresh_at: None,
             master: None,
+            last_reassert: None,
         }
     }
 
@@ -238,6 +240,21 @@ impl Election {
                 self.master_adver_interval_cs = advert.interval_cs;
                 self.master_down_at = Some(advert.at + self.master_down_ns());
                 self.master = Some(advert);
+            }
+            Verdict::Reassert => {
+                // The kernel rate-limits these events; the election does too, so the rule holds
+                // whatever feeds it.
+                let interval = self.advert_int_ns();
+                if self
+                    .last_reassert
+                    .is_none_or(|t| now.saturating_sub(t) >= interval)
+                {
+                    self.last_reassert = Some(now);
+                    actions.push(Action::SendAdvert {
+                        priority: self.params.priority,
+                    });
+                    self.adver_at = Some(now + interval);
+                }
             }
             Verdict::Ignore => {}
         }

@@ -16,7 +16,11 @@ pub enum Verdict {
     AdvertiseNow,
     /// Master: the advert wins the election: step down to Backup.
     StepDown,
-    /// Nothing to do (lower priority with preempt on, a loser while master, or not running).
+    /// Master: a lower-priority (or equal-priority, lower-address) peer believes it is
+    /// master: advertise at once so it yields (RFC 9568 6.4.3, keepalived's default), at most
+    /// once per advertisement interval.
+    Reassert,
+    /// Nothing to do (lower priority with preempt on, or not running).
     Ignore,
 }
 
@@ -55,7 +59,7 @@ pub fn classify(local: &Local, priority: u8, src: &[u8; 16]) -> Verdict {
             {
                 Verdict::StepDown
             } else {
-                Verdict::Ignore
+                Verdict::Reassert
             }
         }
         _ => Verdict::Ignore,
@@ -107,10 +111,10 @@ mod tests {
         let m = local(state::MASTER, 100, true);
         assert_eq!(classify(&m, 0, &v4([10, 0, 0, 1])), Verdict::AdvertiseNow);
         assert_eq!(classify(&m, 101, &v4([10, 0, 0, 1])), Verdict::StepDown);
-        assert_eq!(classify(&m, 99, &v4([10, 0, 0, 9])), Verdict::Ignore);
+        assert_eq!(classify(&m, 99, &v4([10, 0, 0, 9])), Verdict::Reassert);
         // Equal priority: the higher primary address wins, compared unsigned.
         assert_eq!(classify(&m, 100, &v4([10, 0, 0, 3])), Verdict::StepDown);
-        assert_eq!(classify(&m, 100, &v4([10, 0, 0, 1])), Verdict::Ignore);
+        assert_eq!(classify(&m, 100, &v4([10, 0, 0, 1])), Verdict::Reassert);
         assert_eq!(classify(&m, 100, &v4([200, 0, 0, 1])), Verdict::StepDown);
     }
 
@@ -123,7 +127,7 @@ mod tests {
         let mut lower = m.primary;
         lower[15] = 4;
         assert_eq!(classify(&m, 100, &higher), Verdict::StepDown);
-        assert_eq!(classify(&m, 100, &lower), Verdict::Ignore);
+        assert_eq!(classify(&m, 100, &lower), Verdict::Reassert);
     }
 
     #[test]

@@ -44,8 +44,13 @@ pub const AUTH_FAILURES: u32 = 17;
 /// CARP packets (protocol 112 too): passed to the stack.
 pub const CARP_PACKETS: u32 = 18;
 
+/// While master, lower-priority adverts answered with an immediate advert.
+pub const REASSERTS: u32 = 19;
+/// While master, lower-priority adverts not answered (already answered this interval).
+pub const REASSERTS_RATE_LIMITED: u32 = 20;
+
 /// Number of counters.
-pub const COUNT: usize = 19;
+pub const COUNT: usize = 21;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -68,4 +73,6 @@ pub const NAMES: [&str; COUNT] = [
     "auth-type-mismatch",
     "auth-failures",
     "carp-packets",
+    "lower-priority-reasserts",
+    "lower-priority-rate-limited",
 ];

@@ -140,6 +140,9 @@ pub mod event {
     pub const MASTER_DOWN: u32 = 5;
     /// While we are master, an advert that wins the election arrived: step down.
     pub const PREEMPTED: u32 = 6;
+    /// While we are master, a lower-priority peer advertised: reassert (rate-limited to one
+    /// per advertisement interval in the kernel).
+    pub const LOWER_PRIORITY: u32 = 7;
 }
 
 /// A state-relevant change, sent from XDP to the agent over the ring buffer.

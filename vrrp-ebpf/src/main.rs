@@ -34,9 +34,9 @@ static CONFIG: HashMap<InstanceKey, InstanceConfig, 1024> = HashMap::new();
 #[btf_map]
 static SEEN: HashMap<InstanceKey, AdvertSeen, 1024> = HashMap::new();
 
-/// One master-down timer per instance (kernel-private).
+/// Kernel-private per-instance state: the master-down timer and the reassert rate limit.
 #[btf_map]
-static TIMERS: HashMap<InstanceKey, MasterDownTimer, 1024> = HashMap::new();
+static KERNEL_STATE: HashMap<InstanceKey, KernelState, 1024> = HashMap::new();
 
 /// Global per-CPU counters, indexed by `vrrp_common::counters`.
 #[btf_map]
@@ -51,12 +51,16 @@ static INSTANCE_COUNTERS: PerCpuHashMap<InstanceKey, [u64; counters::COUNT], 102
 #[btf_map]
 static EVENTS: RingBuf<Event, { 64 * 1024 }> = RingBuf::new();
 
-/// Value of [`TIMERS`]: the timer and the agent generation it was armed for.
+/// Value of [`KERNEL_STATE`].
 #[repr(C)]
-struct MasterDownTimer {
+struct KernelState {
+    /// The master-down timer.
     timer: bpf_timer,
+    /// The agent generation the timer was armed for.
     generation: u32,
     pad: u32,
+    /// When we last raised LOWER_PRIORITY for this instance.
+    last_reassert_ns: u64,
 }
 
 const CLOCK_MONOTONIC: u64 = 1;
@@ -104,18 +108,25 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         count_for(&key, counters::IGNORED_ADVERTS);
         return xdp_action::XDP_DROP;
     }
-
-    let src = advert.src;
     let seen = AdvertSeen {
         // SAFETY: helper without preconditions.
         at_ns: unsafe { bpf_ktime_get_ns() },
         generation: cfg.generation,
-        src,
+        src: advert.src,
         priority: advert.priority,
         pad: 0,
         interval_cs: advert.interval_cs,
     };
-    let previous = SEEN.get_ptr(key).map(|p| unsafe { *p });
+    if verdict == Verdict::Reassert {
+        reassert(&key, &cfg, seen);
+        return xdp_action::XDP_DROP;
+    }
+    // What this advert is news for, judged against the previous record before replacing it.
+    let news = match SEEN.get_ptr(key) {
+        // SAFETY: map value pointer valid for this run.
+        Some(previous) => changed(unsafe { &*previous }, &seen),
+        None => event::NEW_MASTER,
+    };
     let _ = SEEN.insert(key, seen, BPF_ANY as u64);
 
     match verdict {
@@ -133,11 +144,11 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     }
 
     let kind = match verdict {
-        Verdict::StepDown => changed(previous.as_ref(), &seen).map(|_| event::PREEMPTED),
-        Verdict::AdvertiseNow => Some(event::PRIORITY_ZERO),
-        _ => changed(previous.as_ref(), &seen),
+        Verdict::StepDown if news != NO_NEWS => event::PREEMPTED,
+        Verdict::AdvertiseNow => event::PRIORITY_ZERO,
+        _ => news,
     };
-    if let Some(kind) = kind {
+    if kind != NO_NEWS {
         send_event(Event {
             key,
             kind,
@@ -147,37 +158,68 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// Which event, if any, a counted advert is news for.
-fn changed(previous: Option<&AdvertSeen>, seen: &AdvertSeen) -> Option<u32> {
-    let Some(prev) = previous else {
-        return Some(event::NEW_MASTER);
-    };
+/// "No event": the advert told us nothing new.
+const NO_NEWS: u32 = 0;
+
+/// Which event, if any ([`NO_NEWS`]), a counted advert is news for. A plain integer rather
+/// than an `Option`: LLVM folds `Option` checks into pointer arithmetic the verifier refuses.
+fn changed(prev: &AdvertSeen, seen: &AdvertSeen) -> u32 {
     if prev.generation != seen.generation || prev.src != seen.src {
-        Some(event::NEW_MASTER)
+        event::NEW_MASTER
     } else if seen.priority == 0 {
-        Some(event::PRIORITY_ZERO)
+        event::PRIORITY_ZERO
     } else if prev.priority != seen.priority {
-        Some(event::PRIORITY_CHANGE)
+        event::PRIORITY_CHANGE
     } else if prev.interval_cs != seen.interval_cs {
-        Some(event::INTERVAL_CHANGE)
+        event::INTERVAL_CHANGE
     } else {
-        None
+        NO_NEWS
     }
+}
+
+/// A lower-priority peer advertised while we are master: wake the agent to advertise at
+/// once, but at most once per advertisement interval, so a flood of valid lower-priority
+/// adverts can neither wake us nor make us transmit at line rate.
+fn reassert(key: &InstanceKey, cfg: &InstanceConfig, seen: AdvertSeen) {
+    let Some(state) = kernel_state(key) else {
+        return;
+    };
+    let interval_ns = cfg.interval_cs as u64 * timers::NS_PER_CS;
+    // SAFETY: `state` points into KERNEL_STATE's value for `key`, valid for this run.
+    let last = unsafe { (*state).last_reassert_ns };
+    if last != 0 && seen.at_ns.saturating_sub(last) < interval_ns {
+        count_for(key, counters::REASSERTS_RATE_LIMITED);
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { (*state).last_reassert_ns = seen.at_ns };
+    count_for(key, counters::REASSERTS);
+    send_event(Event {
+        key: *key,
+        kind: event::LOWER_PRIORITY,
+        advert: seen,
+    });
+}
+
+/// The instance's kernel-private state, created on first use.
+fn kernel_state(key: &InstanceKey) -> Option<*mut KernelState> {
+    let fresh = KernelState {
+        timer: bpf_timer { __opaque: [0; 2] },
+        generation: 0,
+        pad: 0,
+        last_reassert_ns: 0,
+    };
+    // Creating the entry fails harmlessly when it exists already.
+    let _ = KERNEL_STATE.insert(key, &fresh, BPF_NOEXIST as u64);
+    KERNEL_STATE.get_ptr_mut(key)
 }
 
 /// (Re)arms the instance's master-down timer to fire `after_ns` from now.
 fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
-    let fresh = MasterDownTimer {
-        timer: bpf_timer { __opaque: [0; 2] },
-        generation,
-        pad: 0,
-    };
-    // Creating the entry fails harmlessly when it exists already.
-    let _ = TIMERS.insert(key, &fresh, BPF_NOEXIST as u64);
-    let Some(slot) = TIMERS.get_ptr_mut(key) else {
+    let Some(slot) = kernel_state(key) else {
         return;
     };
-    // SAFETY: `slot` points into TIMERS' value for `key`, valid for this run. bpf_timer_init
+    // SAFETY: `slot` points into KERNEL_STATE's value for `key`, valid for this run. bpf_timer_init
     // returns -EBUSY for an initialised timer, which is fine; set_callback and start are
     // idempotent re-arms.
     unsafe {
@@ -185,7 +227,7 @@ fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
         let timer = &raw mut (*slot).timer;
         bpf_timer_init(
             timer,
-            (&raw const TIMERS).cast_mut().cast(),
+            (&raw const KERNEL_STATE).cast_mut().cast(),
             CLOCK_MONOTONIC,
         );
         bpf_timer_set_callback(timer, master_down_expired as *mut c_void);
@@ -198,9 +240,9 @@ fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
 unsafe extern "C" fn master_down_expired(
     _map: *mut c_void,
     key: *mut InstanceKey,
-    slot: *mut MasterDownTimer,
+    slot: *mut KernelState,
 ) -> i32 {
-    // SAFETY: the kernel passes valid key and value pointers of TIMERS.
+    // SAFETY: the kernel passes valid key and value pointers of KERNEL_STATE.
     let (key, generation) = unsafe { (*key, (*slot).generation) };
     let Some(cfg) = CONFIG.get_ptr(key) else {
         return 0;

@@ -111,8 +111,9 @@ fn backup_adopts_the_masters_interval() {
 fn master_steps_down_for_higher_priority_and_equal_priority_higher_address() {
     let mut e = started(255, true);
     let actions = e.handle(Input::Advert(advert(255, 100, SEC)), SEC);
-    // Equal priority, source 10.0.0.1 < local 10.0.0.2: we stay master.
-    assert!(actions.is_empty());
+    // Equal priority, source 10.0.0.1 < local 10.0.0.2: we stay master and reassert.
+    assert_eq!(actions, vec![Action::SendAdvert { priority: 255 }]);
+    assert_eq!(e.state(), State::Master);
     let mut higher = advert(255, 100, SEC);
     higher.src = Ipv4Addr::new(10, 0, 0, 3).into();
     let actions = e.handle(Input::Advert(higher), SEC);
@@ -151,4 +152,30 @@ fn shutdown_of_a_master_sends_priority_zero_and_removes_addresses() {
     assert_eq!(actions[1], Action::RemoveAddresses);
     assert_eq!(e.state(), State::Initialize);
     assert_eq!(e.next_wakeup(), None);
+}
+
+#[test]
+fn master_reasserts_against_lower_priority_at_most_once_per_interval() {
+    let mut e = started(200, true);
+    e.handle(Input::Timer, 4 * SEC); // becomes master at 3.22 s
+    assert_eq!(e.state(), State::Master);
+    let t = 5 * SEC;
+    assert_eq!(
+        e.handle(Input::Advert(advert(100, 100, t)), t),
+        vec![Action::SendAdvert { priority: 200 }]
+    );
+    // The adver timer restarts from the immediate advert.
+    assert_eq!(e.next_wakeup(), Some(t + SEC));
+    // A flood within the same interval is not answered again.
+    for i in 1..100 {
+        assert!(
+            e.handle(Input::Advert(advert(100, 100, t + i * MS)), t + i * MS)
+                .is_empty()
+        );
+    }
+    let later = t + SEC;
+    assert_eq!(
+        e.handle(Input::Advert(advert(100, 100, later)), later),
+        vec![Action::SendAdvert { priority: 200 }]
+    );
 }
