@@ -266,3 +266,40 @@ fn ipv6_pair_elects_announces_with_unsolicited_na_and_fails_over() {
     assert_eq!(na.target_mac, Some(lab.router(1).mac));
     assert_eq!(na.dst, "ff02::1".parse::<std::net::Ipv6Addr>().unwrap());
 }
+
+#[test]
+fn interface_down_is_fault_and_the_backup_takes_over() {
+    if !require_root("interface_down_is_fault_and_the_backup_takes_over") {
+        return;
+    }
+    let lab = Lab::new("fault", 2).expect("lab");
+    let master = lab
+        .spawn_agent(lab.router(0), &single_instance_config(200, "0.1"))
+        .unwrap();
+    let backup = lab
+        .spawn_agent(lab.router(1), &single_instance_config(100, "0.1"))
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    assert!(backup.wait_state(State::Backup, 5 * SEC).is_some());
+
+    vrrp_lab::ip(&lab.router(0).ns, &["link", "set", "eth0", "down"]).unwrap();
+    assert!(
+        master.wait_state(State::Fault, 2 * SEC).is_some(),
+        "no FAULT on link down"
+    );
+    assert!(
+        !lab.addresses(lab.router(0)).unwrap().contains(&VIP),
+        "a FAULT node kept the VIP"
+    );
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
+    assert!(backup.wait_state(State::Master, bound + 2 * SEC).is_some());
+
+    vrrp_lab::ip(&lab.router(0).ns, &["link", "set", "eth0", "up"]).unwrap();
+    // Back from FAULT as BACKUP, then preempts with its higher priority.
+    assert!(
+        master.wait_state(State::Master, 5 * SEC).is_some(),
+        "no recovery after link up"
+    );
+    assert!(backup.wait_state(State::Backup, 2 * SEC).is_some());
+    assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
+}

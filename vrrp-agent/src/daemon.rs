@@ -21,9 +21,10 @@ use crate::{
     config::{self, Config},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{AttachMode, Dataplane},
-    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
+    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params, State},
     net::{
         link::{Interface, Netlink},
+        monitor::{LinkChange, LinkMonitor},
         sockets::{AdvertSender, Announcer},
     },
     packet::{Advert, bytes16},
@@ -120,8 +121,13 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
         netlink,
         instances,
     };
+    let mut links = LinkMonitor::open()?;
     for i in 0..daemon.instances.len() {
         daemon.handle(i, Input::Startup).await;
+        if !daemon.instances[i].iface.up {
+            tracing::warn!(interface = %daemon.instances[i].iface.name, "interface is down");
+            daemon.handle(i, Input::InterfaceDown).await;
+        }
     }
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -142,6 +148,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
                     daemon.handle(i, Input::Timer).await;
                 }
             }
+            Some(change) = links.next() => daemon.link_change(change).await,
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(daemon.answer(&request));
             }
@@ -241,6 +248,23 @@ impl Daemon {
             .iter()
             .filter_map(|i| i.election.next_wakeup())
             .min()
+    }
+
+    async fn link_change(&mut self, change: LinkChange) {
+        for i in 0..self.instances.len() {
+            let instance = &self.instances[i];
+            if instance.iface.index != change.index {
+                continue;
+            }
+            let faulted = instance.election.state() == State::Fault;
+            if change.up && faulted {
+                tracing::info!(interface = %instance.iface.name, "interface up");
+                self.handle(i, Input::InterfaceUp).await;
+            } else if !change.up && !faulted {
+                tracing::warn!(interface = %instance.iface.name, "interface down");
+                self.handle(i, Input::InterfaceDown).await;
+            }
+        }
     }
 
     async fn kernel_event(&mut self, ev: &vrrp_common::Event) {

@@ -32,6 +32,8 @@ pub enum State {
     Backup,
     /// Forwarding for the virtual addresses.
     Master,
+    /// The interface is down: neither advertising nor listening.
+    Fault,
 }
 
 impl State {
@@ -41,6 +43,7 @@ impl State {
             State::Initialize => kstate::INIT,
             State::Backup => kstate::BACKUP,
             State::Master => kstate::MASTER,
+            State::Fault => kstate::FAULT,
         }
     }
 }
@@ -83,6 +86,10 @@ pub enum Input {
     Advert(AdvertSeen),
     /// Time passed: check the timers.
     Timer,
+    /// The interface lost carrier or went away.
+    InterfaceDown,
+    /// The interface is usable again.
+    InterfaceUp,
     /// The daemon is stopping.
     Shutdown,
 }
@@ -186,14 +193,24 @@ impl Election {
         match input {
             Input::Startup => {
                 if self.state == State::Initialize {
-                    if self.params.priority == 255 {
-                        self.become_master(now, &mut actions);
-                    } else {
-                        self.become_backup(now, &mut actions);
-                    }
+                    self.start(now, &mut actions);
                 }
             }
             Input::Advert(advert) => self.advert(advert, now, &mut actions),
+            Input::InterfaceDown => {
+                if self.state == State::Master {
+                    actions.push(Action::RemoveAddresses);
+                }
+                if self.state != State::Initialize {
+                    self.transition(State::Fault, &mut actions);
+                    self.stop_timers();
+                }
+            }
+            Input::InterfaceUp => {
+                if self.state == State::Fault {
+                    self.start(now, &mut actions);
+                }
+            }
             Input::Timer => self.timers(now, &mut actions),
             Input::Shutdown => {
                 if self.state == State::Master {
@@ -201,9 +218,7 @@ impl Election {
                     actions.push(Action::RemoveAddresses);
                 }
                 self.transition(State::Initialize, &mut actions);
-                self.master_down_at = None;
-                self.adver_at = None;
-                self.garp_refresh_at = None;
+                self.stop_timers();
             }
         }
         actions
@@ -287,8 +302,23 @@ impl Election {
                     self.garp_refresh_at = None;
                 }
             }
-            State::Initialize => {}
+            State::Initialize | State::Fault => {}
         }
+    }
+
+    /// RFC 9568 6.4.1: the owner becomes master at once, everyone else backup.
+    fn start(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        if self.params.priority == 255 {
+            self.become_master(now, actions);
+        } else {
+            self.become_backup(now, actions);
+        }
+    }
+
+    fn stop_timers(&mut self) {
+        self.master_down_at = None;
+        self.adver_at = None;
+        self.garp_refresh_at = None;
     }
 
     fn become_master(&mut self, now: Nanos, actions: &mut Vec<Action>) {

@@ -179,3 +179,33 @@ fn master_reasserts_against_lower_priority_at_most_once_per_interval() {
         vec![Action::SendAdvert { priority: 200 }]
     );
 }
+
+#[test]
+fn interface_down_is_fault_and_up_starts_over() {
+    let mut e = started(255, true);
+    let actions = e.handle(Input::InterfaceDown, SEC);
+    assert_eq!(actions[0], Action::RemoveAddresses);
+    assert_eq!(e.state(), State::Fault);
+    assert_eq!(
+        e.next_wakeup(),
+        None,
+        "a faulted instance neither advertises nor times out"
+    );
+    // Adverts heard meanwhile change nothing.
+    assert!(
+        e.handle(Input::Advert(advert(100, 100, SEC)), SEC)
+            .is_empty()
+    );
+    e.handle(Input::InterfaceUp, 2 * SEC);
+    assert_eq!(
+        e.state(),
+        State::Master,
+        "the owner takes over again at once"
+    );
+
+    let mut b = started(100, true);
+    b.handle(Input::InterfaceDown, SEC);
+    b.handle(Input::InterfaceUp, 2 * SEC);
+    assert_eq!(b.state(), State::Backup);
+    assert_eq!(b.next_wakeup(), Some(2 * SEC + 3_609_375_000));
+}

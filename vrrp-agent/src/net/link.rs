@@ -27,6 +27,8 @@ pub struct Interface {
     pub primary_v4: Option<Ipv4Addr>,
     /// Its (non-tentative) IPv6 link-local address: the same for IPv6 instances.
     pub link_local: Option<Ipv6Addr>,
+    /// Administratively up with carrier.
+    pub up: bool,
 }
 
 /// A route-netlink connection.
@@ -57,6 +59,7 @@ impl Netlink {
             .with_context(|| format!("interface {name} does not exist"))?
             .ok_or_else(|| anyhow!("interface {name} does not exist"))?;
         let index = link.header.index;
+        let up = super::monitor::link_is_up(&link);
         let mac = link
             .attributes
             .iter()
@@ -83,6 +86,7 @@ impl Netlink {
             mac,
             primary_v4,
             link_local,
+            up,
         })
     }
 
