@@ -1,0 +1,117 @@
+//! Turns statements into the typed model: the top level, `global_defs`, and the rules that
+//! need the whole file (version defaults, duplicate VRIDs).
+
+use super::{Config, Diagnostic, Diagnostics, Instance, Location, Statement};
+
+#[derive(Default)]
+pub(super) struct Builder {
+    pub(super) errors: Vec<Diagnostic>,
+    pub(super) warnings: Vec<Diagnostic>,
+    pub(super) router_id: Option<String>,
+    pub(super) vrrp_version: Option<u8>,
+    /// Instances with the version still unresolved (`None` = take the global default), and
+    /// where their `advert_int` was written.
+    pub(super) instances: Vec<(Instance, Option<u8>, Option<Location>)>,
+}
+
+impl Builder {
+    pub(super) fn top_level(&mut self, statements: &[Statement]) {
+        for s in statements {
+            match s.keyword.text.as_str() {
+                "global_defs" => {
+                    if let Some(block) = self.block(s) {
+                        self.global_defs(block);
+                    }
+                }
+                "vrrp_instance" => self.vrrp_instance(s),
+                _ => self.unknown(s, "at the top level"),
+            }
+        }
+    }
+
+    pub(super) fn global_defs(&mut self, block: &[Statement]) {
+        for s in block {
+            match s.keyword.text.as_str() {
+                "router_id" => self.router_id = self.string(s),
+                "vrrp_version" => self.vrrp_version = self.version(s),
+                _ => self.unknown(s, "in global_defs"),
+            }
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Result<Config, Diagnostics> {
+        let default_version = self.vrrp_version.unwrap_or(2);
+        let mut instances = Vec::new();
+        for (mut instance, version, advert_int_at) in std::mem::take(&mut self.instances) {
+            instance.version = version.unwrap_or(default_version);
+            if instance.is_ipv6() {
+                self.ipv6_rules(&mut instance, version);
+            }
+            let at = advert_int_at.unwrap_or_else(|| instance.location.clone());
+            if instance.version == 2 {
+                // VRRPv2 carries whole seconds, 1-255: keepalived rounds and warns.
+                let seconds = instance.advert_int_cs.div_ceil(100).clamp(1, 255);
+                if seconds * 100 != instance.advert_int_cs {
+                    self.warnings.push(
+                        Diagnostic::new(
+                            &at,
+                            format!(
+                                "VRRPv2 advertises whole seconds: advert_int {} is used as {seconds}",
+                                f64::from(instance.advert_int_cs) / 100.0
+                            ),
+                        )
+                        .hint("use `vrrp_version 3` for sub-second intervals"),
+                    );
+                }
+                instance.advert_int_cs = seconds * 100;
+            } else {
+                if !(1..=4095).contains(&instance.advert_int_cs) {
+                    self.errors.push(Diagnostic::new(
+                        &at,
+                        "advert_int must be from 0.01 to 40.95 seconds for VRRPv3",
+                    ));
+                }
+                if instance.auth_pass.take().is_some() {
+                    self.warnings.push(
+                        Diagnostic::new(
+                            &instance.location,
+                            "VRRPv3 has no authentication: the authentication block is ignored",
+                        )
+                        .hint("remove it, or use `version 2` on every peer"),
+                    );
+                }
+            }
+            if let Some(other) = instances
+                .iter()
+                .find(|o: &&Instance| o.interface == instance.interface && o.vrid == instance.vrid)
+            {
+                self.errors.push(
+                    Diagnostic::new(
+                        &instance.location,
+                        format!(
+                            "virtual_router_id {} is already used on {} by vrrp_instance {} at {}",
+                            instance.vrid, instance.interface, other.name, other.location
+                        ),
+                    )
+                    .hint("each instance on an interface needs its own virtual_router_id"),
+                );
+            }
+            if instance.virtual_addresses.is_empty() {
+                self.errors.push(
+                    Diagnostic::new(&instance.location, "vrrp_instance has no virtual_ipaddress")
+                        .hint("add `virtual_ipaddress { 10.0.0.100/24 }`"),
+                );
+            }
+            instances.push(instance);
+        }
+        if self.errors.is_empty() {
+            Ok(Config {
+                router_id: self.router_id,
+                instances,
+                warnings: self.warnings,
+            })
+        } else {
+            Err(Diagnostics(self.errors))
+        }
+    }
+}
