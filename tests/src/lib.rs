@@ -252,8 +252,10 @@ pub struct Spec {
     pub auth_pass: Option<String>,
     /// `unicast_src_ip` and `unicast_peer { ... }`.
     pub unicast: Option<(Ipv4Addr, Vec<Ipv4Addr>)>,
-    /// The virtual address, with its prefix.
+    /// The `virtual_ipaddress` block's lines (default: [`VIP`]/24).
     pub vip: String,
+    /// Raw lines added to the instance block.
+    pub extra: String,
 }
 
 impl Spec {
@@ -266,6 +268,7 @@ impl Spec {
             auth_pass: None,
             unicast: None,
             vip: format!("{VIP}/24"),
+            extra: String::new(),
         }
     }
 
@@ -310,6 +313,7 @@ impl Spec {
                 "    unicast_src_ip {src}\n    unicast_peer {{\n{peers}    }}\n"
             ));
         }
+        extra.push_str(&self.extra);
         format!(
             "global_defs {{\n    router_id lab\n    vrrp_version {}\n}}\n\n\
              vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \

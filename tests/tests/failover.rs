@@ -303,3 +303,54 @@ fn interface_down_is_fault_and_the_backup_takes_over() {
     assert!(backup.wait_state(State::Backup, 2 * SEC).is_some());
     assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
 }
+
+#[test]
+fn virtual_address_options_and_excluded_addresses_are_held_but_not_advertised() {
+    if !require_root("virtual_address_options_and_excluded_addresses_are_held_but_not_advertised") {
+        return;
+    }
+    let lab = Lab::new("vipopts", 1).expect("lab");
+    let client = lab.capture(&lab.client).unwrap();
+    let mut spec = Spec::v3(255, "0.1");
+    spec.vip = format!("{VIP}/24\n        10.0.0.101/24 label eth0:vip scope global");
+    spec.extra = "    virtual_ipaddress_excluded {\n        192.0.2.1/32\n    }\n".into();
+    let mut agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    let held = lab.addresses(lab.router(0)).unwrap();
+    for a in ["10.0.0.100", "10.0.0.101", "192.0.2.1"] {
+        assert!(
+            held.contains(&a.parse().unwrap()),
+            "{a} missing from {held:?}"
+        );
+    }
+    let out = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &lab.router(0).ns,
+            "-4",
+            "addr",
+            "show",
+            "to",
+            "10.0.0.101",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("scope global") && shown.contains("eth0:vip"),
+        "{shown}"
+    );
+    // The advert lists exactly the two virtual_ipaddress entries, not the excluded one.
+    let advert = client
+        .wait_incoming(2 * SEC, |f| f.len() > 34 && f[23] == 112)
+        .expect("no advert");
+    assert_eq!(advert.data[34 + 3], 2, "address count in the advert");
+    agent.signal(libc::SIGTERM);
+    agent.wait_exit(5 * SEC).expect("exit");
+    let left = lab.addresses(lab.router(0)).unwrap();
+    assert_eq!(
+        left,
+        vec![lab.router(0).addr],
+        "addresses left behind: {left:?}"
+    );
+}

@@ -5,6 +5,7 @@
 //! until the kernel's master-down timer fires.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::Duration,
@@ -18,7 +19,7 @@ use tokio::{
 use vrrp_common::{FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, auth, event};
 
 use crate::{
-    config::{self, Config},
+    config::{self, Config, VirtualAddress},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{AttachMode, Dataplane},
     election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params, State},
@@ -50,7 +51,10 @@ struct Instance {
     generation: u32,
     xdp_mode: AttachMode,
     adverts: AdvertSender,
-    announcer: Announcer,
+    /// Every held address with the interface it goes on (`dev`, else the instance's).
+    held: Vec<(VirtualAddress, u32)>,
+    /// One announcer per interface that holds an address of this instance.
+    announcers: BTreeMap<u32, Announcer>,
 }
 
 /// Everything the main loop owns.
@@ -88,9 +92,31 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             advert_int_cs: ic.advert_int_cs,
             primary,
         });
+        let mut held = Vec::new();
+        let mut announcers = BTreeMap::new();
+        announcers.insert(iface.index, Announcer::open(&iface)?);
+        for vip in ic.all_addresses() {
+            let index = match &vip.dev {
+                Some(dev) => {
+                    let other = netlink.interface(dev).await.with_context(|| {
+                        format!(
+                            "vrrp_instance {}: virtual address {} dev {dev}",
+                            ic.name, vip.address
+                        )
+                    })?;
+                    if !announcers.contains_key(&other.index) {
+                        announcers.insert(other.index, Announcer::open(&other)?);
+                    }
+                    other.index
+                }
+                None => iface.index,
+            };
+            held.push((vip.clone(), index));
+        }
         let instance = Instance {
             adverts,
-            announcer: Announcer::open(&iface)?,
+            held,
+            announcers,
             config: ic.clone(),
             iface,
             key,
@@ -332,11 +358,11 @@ impl Daemon {
             }
             Action::AddAddresses | Action::RemoveAddresses => {
                 let add = action == Action::AddAddresses;
-                for vip in &instance.config.virtual_addresses {
+                for (vip, index) in &instance.held {
                     let result = if add {
-                        self.netlink.add_address(instance.iface.index, vip).await
+                        self.netlink.add_address(*index, vip).await
                     } else {
-                        self.netlink.remove_address(instance.iface.index, vip).await
+                        self.netlink.remove_address(*index, vip).await
                     };
                     if let Err(e) = result {
                         tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
@@ -345,9 +371,12 @@ impl Daemon {
             }
             Action::SendGratuitousArp => {
                 for _ in 0..GARP_REPEAT {
-                    for vip in &instance.config.virtual_addresses {
-                        if let Err(e) = instance.announcer.announce(vip.address) {
-                            tracing::warn!(instance = %name, error = %e, "gratuitous ARP failed");
+                    for (vip, index) in &instance.held {
+                        let Some(announcer) = instance.announcers.get(index) else {
+                            continue;
+                        };
+                        if let Err(e) = announcer.announce(vip.address) {
+                            tracing::warn!(instance = %name, error = %e, "announcing an address failed");
                         }
                     }
                 }

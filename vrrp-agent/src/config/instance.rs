@@ -30,6 +30,7 @@ impl Builder {
             preempt: true,
             version: 0,
             virtual_addresses: Vec::new(),
+            excluded_addresses: Vec::new(),
             auth_pass: None,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
@@ -79,6 +80,15 @@ impl Builder {
                     if let Some(b) = self.block(st) {
                         instance.virtual_addresses = self.virtual_addresses(b);
                     }
+                }
+                "virtual_ipaddress_excluded" => {
+                    if let Some(b) = self.block(st) {
+                        instance.excluded_addresses = self.virtual_addresses(b);
+                    }
+                }
+                // keepalived's default; `no_accept` needs the dataplane's VIP filter.
+                "accept" => {
+                    self.no_args(st);
                 }
                 _ => self.unknown(st, "in vrrp_instance"),
             }

@@ -39,13 +39,38 @@ pub enum InitialState {
     Backup,
 }
 
-/// A virtual address with its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A virtual address with its prefix length and keepalived's per-address options.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VirtualAddress {
     /// The address.
     pub address: IpAddr,
     /// Prefix length (keepalived defaults to the full length: 32 or 128).
     pub prefix_len: u8,
+    /// `dev IF`: the interface to put it on (default: the instance's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// `label LABEL` (IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `scope SCOPE` as a number (0 global, 253 link, 254 host, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<u8>,
+    /// `brd ADDR` (IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<Ipv4Addr>,
+}
+
+impl Default for VirtualAddress {
+    fn default() -> Self {
+        Self {
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            prefix_len: 32,
+            dev: None,
+            label: None,
+            scope: None,
+            broadcast: None,
+        }
+    }
 }
 
 /// One `vrrp_instance` block.
@@ -71,6 +96,8 @@ pub struct Instance {
     pub version: u8,
     /// `virtual_ipaddress`, sent in adverts in exactly this order.
     pub virtual_addresses: Vec<VirtualAddress>,
+    /// `virtual_ipaddress_excluded`: held by the master but not advertised.
+    pub excluded_addresses: Vec<VirtualAddress>,
     /// VRRPv2 `authentication { auth_type PASS auth_pass ... }`: the 8 bytes sent.
     pub auth_pass: Option<[u8; 8]>,
     /// `unicast_src_ip`: the advert source instead of the interface's primary address.
@@ -80,6 +107,13 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Every address the master holds: advertised ones first, then excluded ones.
+    pub fn all_addresses(&self) -> impl Iterator<Item = &VirtualAddress> {
+        self.virtual_addresses
+            .iter()
+            .chain(&self.excluded_addresses)
+    }
+
     /// Whether this is an IPv6 instance (its first virtual address is IPv6, as keepalived
     /// decides).
     pub fn is_ipv6(&self) -> bool {

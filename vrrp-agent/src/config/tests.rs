@@ -171,3 +171,40 @@ fn ipv6_instances_are_v3_and_single_family() {
         "{msg}"
     );
 }
+
+#[test]
+fn virtual_address_options_and_excluded_addresses() {
+    let text = GOOD.replace(
+        "10.0.0.101",
+        "10.0.0.101/24 brd 10.0.0.255 dev eth1 scope link label eth0:vip\n    }\n    virtual_ipaddress_excluded {\n        192.0.2.1/32",
+    );
+    let c = cfg(&text).unwrap();
+    let i = &c.instances[0];
+    let v = &i.virtual_addresses[1];
+    assert_eq!(v.dev.as_deref(), Some("eth1"));
+    assert_eq!(v.label.as_deref(), Some("eth0:vip"));
+    assert_eq!(v.scope, Some(253));
+    assert_eq!(v.broadcast, Some(Ipv4Addr::new(10, 0, 0, 255)));
+    assert_eq!(i.excluded_addresses.len(), 1);
+    assert_eq!(i.all_addresses().count(), 3);
+    let (line, col, msg) = first_error(&GOOD.replace("10.0.0.101", "10.0.0.101 peer 10.0.0.9"));
+    assert_eq!((line, col), (15, 20));
+    assert!(msg.contains("`peer`"), "{msg}");
+}
+
+#[test]
+fn semantics_changing_keywords_are_refused_with_a_reason() {
+    let (line, col, msg) = first_error(
+        &GOOD
+            .replace("    nopreempt\n", "")
+            .replace("    priority 200", "    priority 200\n    preempt_delay 30"),
+    );
+    assert_eq!((line, col), (12, 5));
+    assert!(
+        msg.contains("preempt_delay") && msg.contains("delays preemption"),
+        "{msg}"
+    );
+    let (_, _, msg) =
+        first_error(&GOOD.replace("    vrrp_version 3", "    vrrp_version 3\n    vrrp_strict"));
+    assert!(msg.contains("vrrp_strict"), "{msg}");
+}

@@ -4,6 +4,55 @@ use std::net::Ipv4Addr;
 
 use super::{Diagnostic, InitialState, Statement, Word, builder::Builder};
 
+/// keepalived keywords that change behaviour and are not implemented yet, with what they do.
+/// Refusing them (keepalived's `-t` exit code 3) beats running a different cluster.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "vrrp_strict",
+        "it forces strict RFC compliance (no unicast, no auth, no_accept, ...)",
+    ),
+    (
+        "no_accept",
+        "dropping traffic to the VIPs on a non-owner master needs the dataplane's VIP filter",
+    ),
+    (
+        "preempt_delay",
+        "it delays preemption after startup or after seeing a lower-priority master",
+    ),
+    (
+        "use_vmac",
+        "it moves the instance onto a macvlan with the VRRP virtual MAC",
+    ),
+    (
+        "track_interface",
+        "it changes priority or causes FAULT on other interfaces' state",
+    ),
+    (
+        "track_script",
+        "it changes priority or causes FAULT from health checks",
+    ),
+    ("track_file", "it changes priority from a file"),
+    ("track_process", "it changes priority from process presence"),
+    ("vrrp_script", "it runs health checks that drive priority"),
+    ("notify", "it runs a script on every state change"),
+    ("notify_master", "it runs a script on becoming master"),
+    ("notify_backup", "it runs a script on becoming backup"),
+    ("notify_fault", "it runs a script on entering FAULT"),
+    ("notify_stop", "it runs a script when the instance stops"),
+    ("virtual_routes", "it installs routes with the VIPs"),
+    ("virtual_rules", "it installs policy rules with the VIPs"),
+    ("virtual_server", "it programs a load balancer"),
+    ("virtual_server_group", "it programs a load balancer"),
+    (
+        "lower_prio_no_advert",
+        "it stops the master from answering lower-priority adverts",
+    ),
+    (
+        "higher_prio_send_advert",
+        "it makes a stepping-down master advertise once more",
+    ),
+];
+
 impl Builder {
     pub(super) fn ipv4(&mut self, s: &Statement) -> Option<Ipv4Addr> {
         let w = self.value(s)?;
@@ -23,13 +72,20 @@ impl Builder {
     }
 
     pub(super) fn unknown(&mut self, s: &Statement, context: &str) {
-        self.errors.push(
-            Diagnostic::new(
+        let keyword = s.keyword.text.as_str();
+        let diagnostic = match NOT_YET.iter().find(|(k, _)| *k == keyword) {
+            Some((_, why)) => Diagnostic::new(
                 &s.keyword.location,
-                format!("unknown or unsupported keyword `{}` {context}", s.keyword.text),
+                format!("keepalived's `{keyword}` is not supported yet: {why}"),
+            )
+            .hint("it changes how the cluster behaves, so running without it would be wrong; remove it or keep keepalived for this configuration"),
+            None => Diagnostic::new(
+                &s.keyword.location,
+                format!("unknown or unsupported keyword `{keyword}` {context}"),
             )
             .hint("check the spelling; keywords this version does not implement are refused rather than ignored"),
-        );
+        };
+        self.errors.push(diagnostic);
     }
 
     pub(super) fn block<'s>(&mut self, s: &'s Statement) -> Option<&'s [Statement]> {

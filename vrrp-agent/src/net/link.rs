@@ -7,7 +7,9 @@ use futures::TryStreamExt as _;
 use rtnetlink::{
     Handle,
     packet_route::{
-        address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
+        address::{
+            AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+        },
         link::LinkAttribute,
     },
 };
@@ -112,11 +114,25 @@ impl Netlink {
             .handle
             .address()
             .add(index, vip.address, vip.prefix_len);
+        let message = request.message_mut();
         if vip.address.is_ipv6() {
-            request
-                .message_mut()
+            message
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        if let Some(label) = &vip.label {
+            message
+                .attributes
+                .push(AddressAttribute::Label(label.clone()));
+        }
+        if let Some(brd) = vip.broadcast {
+            message
+                .attributes
+                .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+            message.attributes.push(AddressAttribute::Broadcast(brd));
+        }
+        if let Some(scope) = vip.scope {
+            message.header.scope = AddressScope::from(scope);
         }
         request
             .execute()
