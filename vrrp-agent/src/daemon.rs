@@ -5,7 +5,7 @@
 //! until the kernel's master-down timer fires.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, btree_map},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::Duration,
@@ -104,8 +104,8 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
                             ic.name, vip.address
                         )
                     })?;
-                    if !announcers.contains_key(&other.index) {
-                        announcers.insert(other.index, Announcer::open(&other)?);
+                    if let btree_map::Entry::Vacant(slot) = announcers.entry(other.index) {
+                        slot.insert(Announcer::open(&other)?);
                     }
                     other.index
                 }
