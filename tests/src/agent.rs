@@ -102,6 +102,16 @@ impl Agent {
         self.status().ok()?.instances.first().map(|i| i.state)
     }
 
+    /// The state of the instance called `name`.
+    pub fn instance_state(&self, name: &str) -> Option<State> {
+        let status = self.status().ok()?;
+        status
+            .instances
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.state)
+    }
+
     /// Waits until the first instance is in `state`; returns how long it took.
     pub fn wait_state(&self, state: State, timeout: Duration) -> Option<Duration> {
         let start = Instant::now();

@@ -86,7 +86,11 @@ pub enum Input {
     Advert(AdvertSeen),
     /// Time passed: check the timers.
     Timer,
-    /// The interface lost carrier or went away.
+    /// A sync-group peer became master: follow it (keepalived's `vrrp_sync_group`).
+    GroupMaster,
+    /// A sync-group peer left master for backup: follow it.
+    GroupBackup,
+    /// The interface lost carrier or went away (or a sync-group peer entered FAULT).
     InterfaceDown,
     /// The interface is usable again.
     InterfaceUp,
@@ -171,6 +175,19 @@ impl Election {
         self.master_down_at
     }
 
+    /// Whether the master-down timer has expired (a sync group may veto the takeover).
+    pub fn master_down_due(&self, now: Nanos) -> bool {
+        self.state == State::Backup && self.master_down_at.is_some_and(|t| t <= now)
+    }
+
+    /// Restarts the master-down timer instead of taking over: a sync-group peer still hears
+    /// a live master, so the group must not split (keepalived's rule).
+    pub fn defer_master_down(&mut self, now: Nanos) {
+        if self.state == State::Backup {
+            self.master_down_at = Some(now + self.master_down_ns());
+        }
+    }
+
     /// When the daemon must call [`Input::Timer`] next.
     ///
     /// In Backup, once an advert has been counted the dataplane's master-down timer (armed in
@@ -197,6 +214,17 @@ impl Election {
                 }
             }
             Input::Advert(advert) => self.advert(advert, now, &mut actions),
+            Input::GroupMaster => {
+                if self.state == State::Backup {
+                    self.become_master(now, &mut actions);
+                }
+            }
+            Input::GroupBackup => {
+                if self.state == State::Master {
+                    actions.push(Action::RemoveAddresses);
+                    self.become_backup(now, &mut actions);
+                }
+            }
             Input::InterfaceDown => {
                 if self.state == State::Master {
                     actions.push(Action::RemoveAddresses);

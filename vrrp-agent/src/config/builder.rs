@@ -1,7 +1,7 @@
 //! Turns statements into the typed model: the top level, `global_defs`, and the rules that
 //! need the whole file (version defaults, duplicate VRIDs).
 
-use super::{Config, Diagnostic, Diagnostics, Instance, Location, Statement};
+use super::{Config, Diagnostic, Diagnostics, Instance, Location, Statement, SyncGroup};
 
 #[derive(Default)]
 pub(super) struct Builder {
@@ -12,6 +12,8 @@ pub(super) struct Builder {
     /// Instances with the version still unresolved (`None` = take the global default), and
     /// where their `advert_int` was written.
     pub(super) instances: Vec<(Instance, Option<u8>, Option<Location>)>,
+    /// Sync groups with where each member name was written.
+    pub(super) sync_groups: Vec<(SyncGroup, Vec<Location>)>,
 }
 
 impl Builder {
@@ -24,6 +26,7 @@ impl Builder {
                     }
                 }
                 "vrrp_instance" => self.vrrp_instance(s),
+                "vrrp_sync_group" => self.vrrp_sync_group(s),
                 _ => self.unknown(s, "at the top level"),
             }
         }
@@ -104,10 +107,12 @@ impl Builder {
             }
             instances.push(instance);
         }
+        let sync_groups = self.check_sync_groups(&instances);
         if self.errors.is_empty() {
             Ok(Config {
                 router_id: self.router_id,
                 instances,
+                sync_groups,
                 warnings: self.warnings,
             })
         } else {

@@ -8,6 +8,7 @@ mod addresses;
 mod builder;
 mod diagnostic;
 mod instance;
+mod sync_group;
 mod syntax;
 mod values;
 
@@ -26,8 +27,21 @@ pub struct Config {
     pub router_id: Option<String>,
     /// The VRRP instances, in file order.
     pub instances: Vec<Instance>,
+    /// `vrrp_sync_group`s: instances that change state together.
+    pub sync_groups: Vec<SyncGroup>,
     /// Things that are accepted but probably not what was meant.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// A `vrrp_sync_group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Its name.
+    pub name: String,
+    /// Where the block starts.
+    pub location: Location,
+    /// Member `vrrp_instance` names.
+    pub members: Vec<String>,
 }
 
 /// How an instance starts (keepalived's `state`).

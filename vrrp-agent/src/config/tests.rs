@@ -208,3 +208,30 @@ fn semantics_changing_keywords_are_refused_with_a_reason() {
         first_error(&GOOD.replace("    vrrp_version 3", "    vrrp_version 3\n    vrrp_strict"));
     assert!(msg.contains("vrrp_strict"), "{msg}");
 }
+
+#[test]
+fn sync_groups_name_existing_instances_once() {
+    let second = GOOD
+        .split("vrrp_instance")
+        .nth(1)
+        .unwrap()
+        .replace("VI_1", "VI_2")
+        .replace("51", "52");
+    let two = format!("{GOOD}vrrp_instance{second}");
+    let text = format!(
+        "{two}vrrp_sync_group VG_1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n"
+    );
+    let c = cfg(&text).unwrap();
+    assert_eq!(c.sync_groups[0].members, ["VI_1", "VI_2"]);
+    let bad = text.replace("        VI_2\n    }", "        VI_3\n    }");
+    let errs = cfg(&bad).unwrap_err();
+    assert!(errs.0[0].message.contains("VI_3"), "{errs}");
+    let single = text.replace("        VI_2\n    }", "    }");
+    let c = cfg(&single).unwrap();
+    assert!(c.sync_groups.is_empty());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("fewer than two"))
+    );
+}

@@ -209,3 +209,21 @@ fn interface_down_is_fault_and_up_starts_over() {
     assert_eq!(b.state(), State::Backup);
     assert_eq!(b.next_wakeup(), Some(2 * SEC + 3_609_375_000));
 }
+
+#[test]
+fn sync_group_inputs_move_a_member_and_deferral_restarts_the_timer() {
+    let mut e = started(100, true);
+    assert!(!e.master_down_due(SEC));
+    assert!(e.master_down_due(4 * SEC));
+    e.defer_master_down(4 * SEC);
+    assert!(!e.master_down_due(4 * SEC));
+    assert_eq!(e.master_down_at(), Some(4 * SEC + 3_609_375_000));
+    let actions = e.handle(Input::GroupMaster, 5 * SEC);
+    assert!(became_master(&actions) && actions.contains(&Action::AddAddresses));
+    let actions = e.handle(Input::GroupBackup, 6 * SEC);
+    assert_eq!(actions[0], Action::RemoveAddresses);
+    assert_eq!(e.state(), State::Backup);
+    // A member in FAULT does not follow the group to master.
+    e.handle(Input::InterfaceDown, 7 * SEC);
+    assert!(e.handle(Input::GroupMaster, 8 * SEC).is_empty());
+}

@@ -4,6 +4,8 @@
 //! a control request or a signal; a backup listening to a healthy master therefore sleeps
 //! until the kernel's master-down timer fires.
 
+mod sync;
+
 use std::{
     collections::{BTreeMap, btree_map},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -22,10 +24,10 @@ use crate::{
     config::{self, Config, VirtualAddress},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{AttachMode, Dataplane},
-    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params, State},
+    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
     net::{
         link::{Interface, Netlink},
-        monitor::{LinkChange, LinkMonitor},
+        monitor::LinkMonitor,
         sockets::{AdvertSender, Announcer},
     },
     packet::{Advert, bytes16},
@@ -50,6 +52,8 @@ struct Instance {
     election: Election,
     generation: u32,
     xdp_mode: AttachMode,
+    /// Whether its own interface is up (a sync group can hold it in FAULT regardless).
+    link_up: bool,
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
     held: Vec<(VirtualAddress, u32)>,
@@ -63,6 +67,8 @@ struct Daemon {
     dataplane: Dataplane,
     netlink: Netlink,
     instances: Vec<Instance>,
+    /// Sync groups as instance indexes.
+    groups: Vec<Vec<usize>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -123,6 +129,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             election,
             generation: 0,
             xdp_mode,
+            link_up: true,
         };
         dataplane.set_instance(key, instance.kernel_config())?;
         tracing::info!(
@@ -141,17 +148,33 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
     let (control_tx, mut control_rx) = mpsc::channel(16);
     control::serve(&control_socket, control_tx)?;
 
+    let groups = config
+        .sync_groups
+        .iter()
+        .map(|g| {
+            g.members
+                .iter()
+                .filter_map(|m| {
+                    instances
+                        .iter()
+                        .position(|i: &Instance| &i.config.name == m)
+                })
+                .collect()
+        })
+        .collect();
     let mut daemon = Daemon {
         router_id: config.router_id.clone().unwrap_or_else(hostname),
         dataplane,
         netlink,
         instances,
+        groups,
     };
     let mut links = LinkMonitor::open()?;
     for i in 0..daemon.instances.len() {
         daemon.handle(i, Input::Startup).await;
         if !daemon.instances[i].iface.up {
             tracing::warn!(interface = %daemon.instances[i].iface.name, "interface is down");
+            daemon.instances[i].link_up = false;
             daemon.handle(i, Input::InterfaceDown).await;
         }
     }
@@ -276,23 +299,6 @@ impl Daemon {
             .min()
     }
 
-    async fn link_change(&mut self, change: LinkChange) {
-        for i in 0..self.instances.len() {
-            let instance = &self.instances[i];
-            if instance.iface.index != change.index {
-                continue;
-            }
-            let faulted = instance.election.state() == State::Fault;
-            if change.up && faulted {
-                tracing::info!(interface = %instance.iface.name, "interface up");
-                self.handle(i, Input::InterfaceUp).await;
-            } else if !change.up && !faulted {
-                tracing::warn!(interface = %instance.iface.name, "interface down");
-                self.handle(i, Input::InterfaceDown).await;
-            }
-        }
-    }
-
     async fn kernel_event(&mut self, ev: &vrrp_common::Event) {
         let Some(index) = self.instances.iter().position(|i| i.key == ev.key) else {
             return;
@@ -315,14 +321,6 @@ impl Daemon {
             tracing::debug!(instance = %instance.config.name, kind = ev.kind, "kernel event");
             self.handle(index, Input::Advert(advert_seen(&ev.advert, &ev.key)))
                 .await;
-        }
-    }
-
-    async fn handle(&mut self, index: usize, input: Input) {
-        let now = now_ns();
-        let actions = self.instances[index].election.handle(input, now);
-        for action in actions {
-            self.apply(index, action).await;
         }
     }
 
