@@ -10,6 +10,7 @@ pub mod capture;
 pub mod frames;
 pub mod keepalived;
 pub mod netns;
+pub mod pcap;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},

@@ -16,11 +16,13 @@ use crate::{Result, fail, run_quiet, step};
 /// bpf-linker release known to work with aya-ebpf 0.2 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the lab needs (program, package): `ip` for namespaces, `ethtool` for GRO
-/// on veth, keepalived as the interop peer.
+/// on veth, keepalived as the interop peer, tshark to
+/// decode what we send.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("ethtool", "ethtool"),
     ("keepalived", "keepalived"),
+    ("tshark", "tshark"),
 ];
 
 /// Where setup caches tools (keep in sync with vrrp-agent/build.rs).
