@@ -317,9 +317,17 @@ impl Spec {
         extra.push_str(&self.extra);
         format!(
             "global_defs {{\n    router_id lab\n    vrrp_version {}\n}}\n\n\
-             vrrp_instance VI_1 {{\n    state BACKUP\n    interface {IFNAME}\n    virtual_router_id 51\n    \
+             vrrp_instance VI_1 {{\n    state {}\n    interface {IFNAME}\n    virtual_router_id 51\n    \
              priority {}\n    advert_int {}\n{extra}    virtual_ipaddress {{\n        {}\n    }}\n}}\n",
-            self.version, self.priority, self.advert_int, self.vip
+            self.version,
+            if self.priority == 255 {
+                "MASTER"
+            } else {
+                "BACKUP"
+            },
+            self.priority,
+            self.advert_int,
+            self.vip
         )
     }
 }

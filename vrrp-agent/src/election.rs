@@ -57,6 +57,8 @@ pub struct Params {
     pub priority: u8,
     /// Preempt_Mode.
     pub preempt: bool,
+    /// `state MASTER`: with priority 255 the instance starts as master (keepalived's rule).
+    pub initial_master: bool,
     /// Configured Advertisement_Interval in centiseconds.
     pub advert_int_cs: u16,
     /// Local primary address (IPv4, or the IPv6 link-local), sent as the advert source and
@@ -334,9 +336,10 @@ impl Election {
         }
     }
 
-    /// RFC 9568 6.4.1: the owner becomes master at once, everyone else backup.
+    /// RFC 9568 6.4.1 as keepalived applies it: an address owner (priority 255) configured
+    /// `state MASTER` becomes master at once; everyone else starts as backup.
     fn start(&mut self, now: Nanos, actions: &mut Vec<Action>) {
-        if self.params.priority == 255 {
+        if self.params.priority == 255 && self.params.initial_master {
             self.become_master(now, actions);
         } else {
             self.become_backup(now, actions);

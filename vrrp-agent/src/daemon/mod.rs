@@ -95,6 +95,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             version: ic.version,
             priority: ic.priority,
             preempt: ic.preempt,
+            initial_master: ic.initial_state == config::InitialState::Master,
             advert_int_cs: ic.advert_int_cs,
             primary,
         });

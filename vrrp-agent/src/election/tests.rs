@@ -10,6 +10,7 @@ fn params(priority: u8, preempt: bool) -> Params {
         version: 3,
         priority,
         preempt,
+        initial_master: priority == 255,
         advert_int_cs: 100,
         primary: Ipv4Addr::new(10, 0, 0, 2).into(),
     }
@@ -226,4 +227,15 @@ fn sync_group_inputs_move_a_member_and_deferral_restarts_the_timer() {
     // A member in FAULT does not follow the group to master.
     e.handle(Input::InterfaceDown, 7 * SEC);
     assert!(e.handle(Input::GroupMaster, 8 * SEC).is_empty());
+}
+
+#[test]
+fn an_owner_configured_state_backup_starts_as_backup_like_keepalived() {
+    let mut p = params(255, true);
+    p.initial_master = false;
+    let mut e = Election::new(p);
+    e.handle(Input::Startup, 0);
+    assert_eq!(e.state(), State::Backup);
+    // 3 x 1 s + (1 x 1 s) / 256.
+    assert_eq!(e.next_wakeup(), Some(3_003_906_250));
 }
