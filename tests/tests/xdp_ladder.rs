@@ -11,7 +11,8 @@ use vrrp_agent::{
     packet::{Advert, ChecksumForm, ETH_P_IP, Ipv4Header, checksum, ethernet, ipv4_multicast_mac},
 };
 use vrrp_common::{
-    FAMILY_IPV6, InstanceConfig, InstanceKey, VRRP_GROUP_V4, auth, counters, event, state, timers,
+    AddressList, FAMILY_IPV6, InstanceConfig, InstanceKey, VRRP_GROUP_V4, auth, counters, event,
+    seen_flags, state, timers,
 };
 use vrrp_lab::{
     frames::{Flaw, advert_frame, advert_frame_v6},
@@ -569,6 +570,106 @@ fn ipv6_adverts_hop_limit_and_pseudo_header_checksum() {
             moved(&delta)
         );
     }
+}
+
+#[test]
+fn address_lists_v3_mismatch_counted_v2_mismatch_dropped_v6_link_local_first() {
+    if !require_root("address_lists_v3_mismatch_counted_v2_mismatch_dropped_v6_link_local_first") {
+        return;
+    }
+    let ours = |addresses: &[[u8; 16]]| {
+        let mut list = AddressList {
+            count: addresses.len() as u8,
+            ..AddressList::default()
+        };
+        list.addresses[..addresses.len()].copy_from_slice(addresses);
+        list
+    };
+    let vip16 = vrrp_common::advert_rule::v4(VIP.octets());
+    let other = Ipv4Addr::new(10, 0, 0, 99);
+
+    // v3: a different list counts (RFC 9568) and is flagged for the log.
+    let mut h = Harness::new(state::BACKUP, 100);
+    h.dp.set_address_list(h.key, ours(&[vip16])).unwrap();
+    let (action, delta) = h.run(&advert_frame(MAC, SRC, &advert(200), Flaw::None));
+    assert_eq!(
+        (action, delta[counters::ADDRESS_LIST_MISMATCH as usize]),
+        (XDP_DROP, 0)
+    );
+    let (action, delta) = h.run(&advert_frame(
+        MAC,
+        SRC,
+        &Advert::v3(51, 200, 1, [other]),
+        Flaw::None,
+    ));
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(
+        delta[counters::ADDRESS_LIST_MISMATCH as usize],
+        1,
+        "{:?}",
+        moved(&delta)
+    );
+    assert_eq!(delta[counters::VALID_ADVERTS as usize], 1);
+    assert_eq!(
+        h.dp.seen(&h.key).unwrap().flags & seen_flags::LIST_MISMATCH,
+        seen_flags::LIST_MISMATCH
+    );
+    let (_, delta) = h.run(&advert_frame(
+        MAC,
+        SRC,
+        &Advert::v3(51, 200, 1, [VIP, other]),
+        Flaw::None,
+    ));
+    assert_eq!(
+        delta[counters::ADDRESS_LIST_MISMATCH as usize],
+        1,
+        "a longer list differs too"
+    );
+
+    // v2: a different list is dropped (RFC 3768 7.1) unless it comes from the owner.
+    let mut h = Harness::v2_pass();
+    h.dp.set_address_list(h.key, ours(&[vip16])).unwrap();
+    let secret = *b"secret\0\0";
+    let wrong_list = |priority| {
+        let mut a = Advert::v3(51, priority, 100, [other]);
+        a.version = 2;
+        a.auth = Some(secret);
+        advert_frame(MAC, SRC, &a, Flaw::None)
+    };
+    let (_, delta) = h.run(&wrong_list(200));
+    assert!(
+        only(&delta, counters::ADDRESS_LIST_ERRORS),
+        "{:?}",
+        moved(&delta)
+    );
+    let (_, delta) = h.run(&wrong_list(255));
+    assert_eq!(
+        delta[counters::VALID_ADVERTS as usize],
+        1,
+        "the owner's list is accepted: {:?}",
+        moved(&delta)
+    );
+
+    // IPv6: a list that does not start with a link-local address is counted, not dropped.
+    let mut h = Harness::v6();
+    let vip6: Ipv6Addr = "fd00::100".parse().unwrap();
+    h.dp.set_address_list(h.key, ours(&[vip6.octets()]))
+        .unwrap();
+    let src: Ipv6Addr = "fe80::1".parse().unwrap();
+    let (_, delta) = h.run(&advert_frame_v6(
+        MAC,
+        src,
+        &Advert::v3(51, 200, 1, [vip6]),
+        Flaw::None,
+    ));
+    assert_eq!(
+        delta[counters::NOT_LINK_LOCAL_FIRST as usize],
+        1,
+        "{:?}",
+        moved(&delta)
+    );
+    assert_eq!(delta[counters::ADDRESS_LIST_MISMATCH as usize], 0);
+    assert_eq!(delta[counters::VALID_ADVERTS as usize], 1);
 }
 
 fn advert_v4() -> Advert {

@@ -13,7 +13,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tokio::io::unix::AsyncFd;
-use vrrp_common::{AdvertSeen, Event, InstanceConfig, InstanceKey, counters};
+use vrrp_common::{AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, counters};
 
 /// The kernel object, built by build.rs from vrrp-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vrrp-ebpf.o"));
@@ -37,6 +37,7 @@ pub struct Dataplane {
     links: Vec<(u32, XdpLinkId)>,
     config: HashMap<MapData, InstanceKey, InstanceConfig>,
     seen: HashMap<MapData, InstanceKey, AdvertSeen>,
+    address_lists: HashMap<MapData, InstanceKey, AddressList>,
     counters: PerCpuArray<MapData, u64>,
     instance_counters: PerCpuHashMap<MapData, InstanceKey, [u64; counters::COUNT]>,
     events: Option<Events>,
@@ -80,6 +81,7 @@ impl Dataplane {
             .context("the verifier refused the XDP program")?;
         let config = HashMap::try_from(take(&mut ebpf, "CONFIG")?)?;
         let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
+        let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
         let instance_counters = PerCpuHashMap::try_from(take(&mut ebpf, "INSTANCE_COUNTERS")?)?;
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
@@ -92,6 +94,7 @@ impl Dataplane {
             links: Vec::new(),
             config,
             seen,
+            address_lists,
             counters,
             instance_counters,
             events: Some(Events(events)),
@@ -129,9 +132,17 @@ impl Dataplane {
             .context("writing the instance map")
     }
 
+    /// Writes the address list the kernel compares adverts with.
+    pub fn set_address_list(&mut self, key: InstanceKey, list: AddressList) -> Result<()> {
+        self.address_lists
+            .insert(key, list, 0)
+            .context("writing the address list map")
+    }
+
     /// Forgets an instance (adverts for it are then passed on as unknown VRIDs).
     pub fn remove_instance(&mut self, key: &InstanceKey) {
         let _ = self.config.remove(key);
+        let _ = self.address_lists.remove(key);
         let _ = self.instance_counters.remove(key);
     }
 

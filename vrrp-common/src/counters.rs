@@ -49,8 +49,14 @@ pub const REASSERTS: u32 = 19;
 /// While master, lower-priority adverts not answered (already answered this interval).
 pub const REASSERTS_RATE_LIMITED: u32 = 20;
 
+/// v3 adverts whose address list differs from ours: counted, logged, still valid (RFC 9568).
+/// (A v2 mismatch from a non-owner is dropped and counted as `address-list-errors`.)
+pub const ADDRESS_LIST_MISMATCH: u32 = 21;
+/// IPv6 adverts whose list does not start with a link-local address: counted, still valid.
+pub const NOT_LINK_LOCAL_FIRST: u32 = 22;
+
 /// Number of counters.
-pub const COUNT: usize = 21;
+pub const COUNT: usize = 23;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -75,4 +81,6 @@ pub const NAMES: [&str; COUNT] = [
     "carp-packets",
     "lower-priority-reasserts",
     "lower-priority-rate-limited",
+    "address-list-mismatch",
+    "ipv6-list-not-link-local-first",
 ];

@@ -120,10 +120,43 @@ pub struct AdvertSeen {
     pub src: [u8; 16],
     /// Advertised priority.
     pub priority: u8,
-    /// Explicit padding.
-    pub pad: u8,
+    /// What the kernel noticed about the advert's address list: [`seen_flags`].
+    pub flags: u8,
     /// Advertised interval in centiseconds.
     pub interval_cs: u16,
+}
+
+/// Bits of [`AdvertSeen::flags`].
+pub mod seen_flags {
+    /// The address list differs from ours (counted and logged, not dropped, in v3).
+    pub const LIST_MISMATCH: u8 = 1;
+    /// An IPv6 list that does not start with a link-local address (keepalived only warns).
+    pub const NOT_LINK_LOCAL_FIRST: u8 = 2;
+}
+
+/// How many configured addresses the kernel compares with an advert's list.
+pub const MAX_LIST: usize = 16;
+
+/// The instance's configured address list, written by the agent, compared by XDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressList {
+    /// Number of configured (advertised) addresses.
+    pub count: u8,
+    /// Explicit padding.
+    pub pad: [u8; 7],
+    /// The first [`MAX_LIST`] addresses, IPv4 in the first four bytes of each.
+    pub addresses: [[u8; 16]; MAX_LIST],
+}
+
+impl Default for AddressList {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            pad: [0; 7],
+            addresses: [[0; 16]; MAX_LIST],
+        }
+    }
 }
 
 /// Kinds of [`Event`] the kernel raises.
@@ -165,4 +198,5 @@ mod pod {
     unsafe impl aya::Pod for super::InstanceConfig {}
     unsafe impl aya::Pod for super::AdvertSeen {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::AddressList {}
 }

@@ -19,9 +19,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use vrrp_common::{
-    AdvertSeen, Event, InstanceConfig, InstanceKey,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey,
     advert_rule::{self, Local, Verdict},
-    counters, event, state, timers,
+    counters, event, seen_flags, state, timers,
 };
 
 use crate::packet::{Advert, Parsed};
@@ -41,6 +41,14 @@ static KERNEL_STATE: HashMap<InstanceKey, KernelState, 1024> = HashMap::new();
 /// Global per-CPU counters, indexed by `vrrp_common::counters`.
 #[btf_map]
 static COUNTERS: PerCpuArray<u64, { counters::COUNT }> = PerCpuArray::new();
+
+/// Each instance's configured address list, written by the agent.
+#[btf_map]
+static ADDRESS_LISTS: HashMap<InstanceKey, AddressList, 1024> = HashMap::new();
+
+/// Never written: the zeroes a new instance's counter row starts from (kept off the stack).
+#[btf_map]
+static ZERO_COUNTERS: PerCpuArray<[u64; counters::COUNT], 1> = PerCpuArray::new();
 
 /// Per-instance per-CPU counters (same indices), created by the kernel on first use.
 #[btf_map]
@@ -95,6 +103,23 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         count_for(&key, counter);
         return xdp_action::XDP_DROP;
     }
+    // The address list: a v2 list that differs from ours is dropped unless it comes from the
+    // owner (RFC 3768 7.1); in v3 a mismatch is counted and logged but counts (RFC 9568).
+    let flags = match ADDRESS_LISTS.get_ptr(key) {
+        // SAFETY: map value pointer valid for this run.
+        Some(list) => packet::list_flags(ctx, advert, unsafe { &*list }),
+        None => 0,
+    };
+    if flags & seen_flags::LIST_MISMATCH != 0 {
+        if cfg.version == 2 && advert.priority != 255 {
+            count_for(&key, counters::ADDRESS_LIST_ERRORS);
+            return xdp_action::XDP_DROP;
+        }
+        count_for(&key, counters::ADDRESS_LIST_MISMATCH);
+    }
+    if flags & seen_flags::NOT_LINK_LOCAL_FIRST != 0 {
+        count_for(&key, counters::NOT_LINK_LOCAL_FIRST);
+    }
     count_for(&key, counters::VALID_ADVERTS);
 
     let local = Local {
@@ -114,7 +139,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         generation: cfg.generation,
         src: advert.src,
         priority: advert.priority,
-        pad: 0,
+        flags,
         interval_cs: advert.interval_cs,
     };
     if verdict == Verdict::Reassert {
@@ -279,7 +304,16 @@ fn count_for(key: &InstanceKey, index: u32) {
     let slot = match INSTANCE_COUNTERS.get_ptr_mut(key) {
         Some(slot) => slot,
         None => {
-            let _ = INSTANCE_COUNTERS.insert(key, [0u64; counters::COUNT], BPF_NOEXIST as u64);
+            let Some(zero) = ZERO_COUNTERS.get_ptr(0) else {
+                return;
+            };
+            // SAFETY: a map value pointer, valid for this run. Passed by reference on purpose:
+            // by value the row would be copied onto the 512-byte BPF stack.
+            #[expect(
+                clippy::needless_borrows_for_generic_args,
+                reason = "keeps the row off the stack"
+            )]
+            let _ = INSTANCE_COUNTERS.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64);
             match INSTANCE_COUNTERS.get_ptr_mut(key) {
                 Some(slot) => slot,
                 None => return,

@@ -5,7 +5,8 @@
 
 use aya_ebpf::programs::XdpContext;
 use vrrp_common::{
-    FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, InstanceConfig, VRRP_TTL, auth, counters,
+    AddressList, FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, InstanceConfig, MAX_LIST, VRRP_TTL, auth,
+    counters, seen_flags,
 };
 
 const ETH_HLEN: usize = 14;
@@ -282,6 +283,48 @@ pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Resu
         return Err(counters::INTERVAL_ERRORS);
     }
     Ok(())
+}
+
+/// Compares a validated advert's address list with ours, returning `seen_flags` bits: a
+/// different count or any of the first [`MAX_LIST`] addresses differing is a mismatch; an
+/// IPv6 list should start with a link-local address.
+#[inline(always)]
+pub fn list_flags(ctx: &XdpContext, advert: &Advert, list: &AddressList) -> u8 {
+    let mut flags = 0;
+    let first = advert.offset + VRRP_HLEN;
+    if advert.is_v6() {
+        match bytes::<16>(ctx, first) {
+            Some(a) if a[0] == 0xfe && a[1] & 0xc0 == 0x80 => {}
+            _ => flags |= seen_flags::NOT_LINK_LOCAL_FIRST,
+        }
+    }
+    if advert.count != list.count {
+        return flags | seen_flags::LIST_MISMATCH;
+    }
+    let mut i = 0;
+    while i < MAX_LIST {
+        if i >= advert.count as usize {
+            break;
+        }
+        let ours = &list.addresses[i];
+        // Word compares, not slice or array `==`: those become memcmp calls BPF cannot make.
+        let same = if advert.is_v6() {
+            bytes::<16>(ctx, first + 16 * i).is_some_and(|a| {
+                word(&a, 0) == word(ours, 0)
+                    && word(&a, 4) == word(ours, 4)
+                    && word(&a, 8) == word(ours, 8)
+                    && word(&a, 12) == word(ours, 12)
+            })
+        } else {
+            bytes::<4>(ctx, first + 4 * i)
+                .is_some_and(|a| u32::from_ne_bytes(a) as u64 == word(ours, 0))
+        };
+        if !same {
+            return flags | seen_flags::LIST_MISMATCH;
+        }
+        i += 1;
+    }
+    flags
 }
 
 /// Checks the VRRP checksum. VRRPv2's never covers a pseudo-header; v3/IPv6's always does;

@@ -18,7 +18,9 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use vrrp_common::{FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, auth, event};
+use vrrp_common::{
+    AddressList, FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, auth, event, seen_flags,
+};
 
 use crate::{
     config::{self, Config, VirtualAddress},
@@ -133,6 +135,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             link_up: true,
         };
         dataplane.set_instance(key, instance.kernel_config())?;
+        dataplane.set_address_list(key, address_list(&ic.virtual_addresses))?;
         tracing::info!(
             instance = %ic.name,
             interface = %instance.iface.name,
@@ -320,6 +323,7 @@ impl Daemon {
             self.handle(index, Input::Timer).await;
         } else {
             tracing::debug!(instance = %instance.config.name, kind = ev.kind, "kernel event");
+            log_list_oddities(&instance.config.name, &ev.advert, &ev.key);
             self.handle(index, Input::Advert(advert_seen(&ev.advert, &ev.key)))
                 .await;
         }
@@ -412,6 +416,34 @@ fn advert_seen(seen: &vrrp_common::AdvertSeen, key: &InstanceKey) -> AdvertSeen 
         interval_cs: seen.interval_cs,
         at: seen.at_ns,
     }
+}
+
+/// Logs what the kernel noticed about a (counted) advert's address list. Events come only on
+/// change, so a misconfigured peer is logged once, not per advert.
+fn log_list_oddities(name: &str, seen: &vrrp_common::AdvertSeen, key: &InstanceKey) {
+    let from = advert_seen(seen, key).src;
+    if seen.flags & seen_flags::LIST_MISMATCH != 0 {
+        tracing::warn!(
+            instance = %name,
+            %from,
+            "advert lists other addresses than our virtual_ipaddress (counted as address-list-mismatch); keepalived peers discard such adverts"
+        );
+    }
+    if seen.flags & seen_flags::NOT_LINK_LOCAL_FIRST != 0 {
+        tracing::info!(instance = %name, %from, "IPv6 advert whose address list does not start with a link-local address");
+    }
+}
+
+/// The list adverts must carry, as the kernel compares it.
+fn address_list(vips: &[VirtualAddress]) -> AddressList {
+    let mut list = AddressList {
+        count: vips.len().min(255) as u8,
+        ..AddressList::default()
+    };
+    for (slot, vip) in list.addresses.iter_mut().zip(vips) {
+        *slot = bytes16(vip.address);
+    }
+    list
 }
 
 fn hostname() -> String {
