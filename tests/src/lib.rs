@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod capture;
 pub mod frames;
+pub mod frr;
 pub mod keepalived;
 pub mod netns;
 pub mod pcap;

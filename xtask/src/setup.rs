@@ -16,13 +16,14 @@ use crate::{Result, fail, run_quiet, step};
 /// bpf-linker release known to work with aya-ebpf 0.2 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the lab needs (program, package): `ip` for namespaces, `ethtool` for GRO
-/// on veth, keepalived as the interop peer, tshark to
-/// decode what we send.
+/// on veth, keepalived and FRR as interop peers, tshark
+/// to decode what we send.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("ethtool", "ethtool"),
     ("keepalived", "keepalived"),
     ("tshark", "tshark"),
+    ("vtysh", "frr"),
 ];
 
 /// Where setup caches tools (keep in sync with vrrp-agent/build.rs).
