@@ -183,11 +183,10 @@ impl Frr {
     }
 
     fn signal(&self, name: &str, sig: i32) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{name}.pid"))) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: kill has no memory preconditions.
-                unsafe { libc::kill(pid, sig) };
-            }
+        let pid = std::fs::read_to_string(self.dir.join(format!("{name}.pid")));
+        if let Some(pid) = pid.ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, sig) };
         }
     }
 }
