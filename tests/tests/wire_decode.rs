@@ -41,6 +41,11 @@ fn capture(name: &str, spec: Spec, window: Duration) -> (Lab, Vec<Frame>) {
 /// Decodes the frames with tshark; returns one line per frame:
 /// protocols, malformed flag, expert severity, VRRP / ICMPv6 checksum status.
 fn decode(lab: &Lab, frames: &[Frame]) -> Vec<String> {
+    decode_with(lab, frames, false)
+}
+
+/// As [`decode`], telling tshark which VRRPv3/IPv4 checksum form to verify.
+fn decode_with(lab: &Lab, frames: &[Frame], as_v2: bool) -> Vec<String> {
     let file = lab.dir.join("capture.pcap");
     pcap::write(&file, frames).unwrap();
     let out = Command::new("tshark")
@@ -48,7 +53,10 @@ fn decode(lab: &Lab, frames: &[Frame]) -> Vec<String> {
         .arg(&file)
         .args([
             "-o",
-            "vrrp.v3_checksum_as_in_v2:FALSE",
+            &format!(
+                "vrrp.v3_checksum_as_in_v2:{}",
+                if as_v2 { "TRUE" } else { "FALSE" }
+            ),
             "-T",
             "fields",
             "-E",
@@ -169,5 +177,31 @@ fn vrrpv2_with_pass_auth_decodes_cleanly() {
             .any(|l| l.contains("vrrp") && l.ends_with("|s3cret")),
         "{}",
         lines.join("\n")
+    );
+}
+
+#[test]
+fn v3_checksum_as_v2_decodes_with_the_matching_preference() {
+    if !require_root("v3_checksum_as_v2_decodes_with_the_matching_preference")
+        || !tshark_available("csum")
+    {
+        return;
+    }
+    let mut spec = Spec::v3(255, "0.1");
+    spec.extra = "    v3_checksum_as_v2\n".into();
+    let (lab, frames) = capture("tsharkcsum", spec, SEC / 2);
+    let good = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("vrrp"))
+            .all(|l| l.split('|').nth(3) == Some("1"))
+    };
+    assert!(
+        good(&decode_with(&lab, &frames, true)),
+        "not verified with v3_checksum_as_in_v2"
+    );
+    assert!(
+        !good(&decode_with(&lab, &frames, false)),
+        "the pseudo-header form verified too: not the RFC 9568 form"
     );
 }

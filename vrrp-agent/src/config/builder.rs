@@ -9,6 +9,8 @@ pub(super) struct Builder {
     pub(super) warnings: Vec<Diagnostic>,
     pub(super) router_id: Option<String>,
     pub(super) vrrp_version: Option<u8>,
+    /// `global_defs { v3_checksum_as_v2 }`: the default for instances defined after it.
+    pub(super) v3_checksum_as_v2: bool,
     /// Instances with the version still unresolved (`None` = take the global default), and
     /// where their `advert_int` was written.
     pub(super) instances: Vec<(Instance, Option<u8>, Option<Location>)>,
@@ -37,6 +39,7 @@ impl Builder {
             match s.keyword.text.as_str() {
                 "router_id" => self.router_id = self.string(s),
                 "vrrp_version" => self.vrrp_version = self.version(s),
+                "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
                 _ => self.unknown(s, "in global_defs"),
             }
         }

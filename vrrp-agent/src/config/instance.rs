@@ -32,6 +32,7 @@ impl Builder {
             virtual_addresses: Vec::new(),
             excluded_addresses: Vec::new(),
             auth_pass: None,
+            v3_checksum_as_v2: self.v3_checksum_as_v2,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
         };
@@ -59,6 +60,7 @@ impl Builder {
                     }
                 }
                 "unicast_src_ip" => instance.unicast_src_ip = self.ipv4(st),
+                "v3_checksum_as_v2" => instance.v3_checksum_as_v2 = self.flag(st),
                 "unicast_peer" => {
                     if let Some(b) = self.block(st) {
                         instance.unicast_peers = self.unicast_peers(b);

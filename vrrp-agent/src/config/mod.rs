@@ -114,6 +114,9 @@ pub struct Instance {
     pub excluded_addresses: Vec<VirtualAddress>,
     /// VRRPv2 `authentication { auth_type PASS auth_pass ... }`: the 8 bytes sent.
     pub auth_pass: Option<[u8; 8]>,
+    /// `v3_checksum_as_v2`: send the VRRPv3/IPv4 checksum without the pseudo-header (RFC 9568's
+    /// reading) instead of keepalived's and FRR's default with it. Both are accepted on receive.
+    pub v3_checksum_as_v2: bool,
     /// `unicast_src_ip`: the advert source instead of the interface's primary address.
     pub unicast_src_ip: Option<Ipv4Addr>,
     /// `unicast_peer { ... }`: adverts go to each of these instead of 224.0.0.18.

@@ -235,3 +235,24 @@ fn sync_groups_name_existing_instances_once() {
             .any(|w| w.message.contains("fewer than two"))
     );
 }
+
+#[test]
+fn v3_checksum_as_v2_globally_or_per_instance() {
+    let c = cfg(&GOOD.replace(
+        "    vrrp_version 3",
+        "    vrrp_version 3\n    v3_checksum_as_v2",
+    ))
+    .unwrap();
+    assert!(c.instances[0].v3_checksum_as_v2);
+    let c = cfg(&GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    v3_checksum_as_v2 false",
+    ))
+    .unwrap();
+    assert!(!c.instances[0].v3_checksum_as_v2);
+    let (_, _, msg) = first_error(&GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    v3_checksum_as_v2 maybe",
+    ));
+    assert!(msg.contains("true or false"), "{msg}");
+}

@@ -145,6 +145,31 @@ impl Builder {
         true
     }
 
+    /// A keyword that is on when present, or takes `true`/`false` (keepalived's booleans).
+    pub(super) fn flag(&mut self, s: &Statement) -> bool {
+        match s.args.as_slice() {
+            [] => true,
+            [w] => match w.text.to_ascii_lowercase().as_str() {
+                "true" | "on" | "yes" => true,
+                "false" | "off" | "no" => false,
+                _ => {
+                    self.errors.push(Diagnostic::new(
+                        &w.location,
+                        format!("`{}` takes true or false, not `{}`", s.keyword.text, w.text),
+                    ));
+                    false
+                }
+            },
+            [_, extra, ..] => {
+                self.errors.push(Diagnostic::new(
+                    &extra.location,
+                    format!("unexpected `{}` after `{}`", extra.text, s.keyword.text),
+                ));
+                false
+            }
+        }
+    }
+
     pub(super) fn string(&mut self, s: &Statement) -> Option<String> {
         self.value(s).map(|w| w.text.clone())
     }

@@ -32,7 +32,7 @@ use crate::{
         monitor::LinkMonitor,
         sockets::{AdvertSender, Announcer},
     },
-    packet::{Advert, bytes16},
+    packet::{Advert, ChecksumForm, bytes16},
 };
 
 /// Reads CLOCK_MONOTONIC, the clock of the kernel's advert timestamps.
@@ -90,7 +90,14 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
         };
         let key = InstanceKey::new(iface.index, family, ic.vrid);
         let adverts = match primary {
-            IpAddr::V4(v4) => AdvertSender::open_v4(&iface, v4, &ic.unicast_peers)?,
+            IpAddr::V4(v4) => {
+                let form = if ic.v3_checksum_as_v2 {
+                    ChecksumForm::VrrpOnly
+                } else {
+                    ChecksumForm::PseudoHeader
+                };
+                AdvertSender::open_v4(&iface, v4, &ic.unicast_peers)?.with_checksum_form(form)
+            }
             IpAddr::V6(v6) => AdvertSender::open_v6(&iface, v6)?,
         };
         let election = Election::new(Params {

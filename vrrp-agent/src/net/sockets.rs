@@ -31,6 +31,7 @@ pub struct AdvertSender {
     socket: Socket,
     src: IpAddr,
     destinations: Vec<IpAddr>,
+    form: ChecksumForm,
 }
 
 impl AdvertSender {
@@ -53,6 +54,7 @@ impl AdvertSender {
             socket,
             src: IpAddr::V4(src),
             destinations,
+            form: ChecksumForm::PseudoHeader,
         })
     }
 
@@ -75,14 +77,21 @@ impl AdvertSender {
             socket,
             src: IpAddr::V6(src),
             destinations: vec![IpAddr::V6(group)],
+            form: ChecksumForm::PseudoHeader,
         })
+    }
+
+    /// Sends the VRRPv3/IPv4 checksum in `form` (keepalived's `v3_checksum_as_v2`).
+    pub fn with_checksum_form(mut self, form: ChecksumForm) -> Self {
+        self.form = form;
+        self
     }
 
     /// Sends one advert to every destination (the checksum's pseudo-header names each).
     pub fn send(&self, advert: &Advert) -> io::Result<()> {
         let mut result = Ok(());
         for &dst in &self.destinations {
-            let payload = advert.encode(self.src, dst, ChecksumForm::PseudoHeader);
+            let payload = advert.encode(self.src, dst, self.form);
             let sent = match (self.src, dst) {
                 (IpAddr::V4(src), IpAddr::V4(dst)) => {
                     let mut header = Ipv4Header::vrrp(src);
