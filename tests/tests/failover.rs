@@ -354,3 +354,40 @@ fn virtual_address_options_and_excluded_addresses_are_held_but_not_advertised() 
         "addresses left behind: {left:?}"
     );
 }
+
+#[test]
+fn preempt_delay_holds_a_higher_priority_backup_behind_a_lower_master() {
+    if !require_root("preempt_delay_holds_a_higher_priority_backup_behind_a_lower_master") {
+        return;
+    }
+    let lab = Lab::new("pdelay", 2).expect("lab");
+    // r1 runs no agent: the test speaks for a priority-100 master.
+    let r1 = lab.router(0).clone();
+    let _stream = vrrp_lab::frames::AdvertStream::start(
+        lab.capture(&r1).unwrap(),
+        r1.mac,
+        r1.addr,
+        vrrp_agent::packet::Advert::v3(51, 100, 10, vec![VIP]),
+        Duration::from_millis(10),
+    );
+    let mut spec = Spec::v3(200, "0.1");
+    spec.extra = "    preempt_delay 1.5\n".into();
+    let started = Instant::now();
+    let agent = lab.spawn_agent(lab.router(1), &spec.config()).unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(
+        agent.state(),
+        Some(State::Backup),
+        "preempted before preempt_delay ran out"
+    );
+    assert!(
+        agent.wait_state(State::Master, 4 * SEC).is_some(),
+        "never preempted"
+    );
+    let took = started.elapsed();
+    eprintln!("preempted {took:?} after start (preempt_delay 1.5 s)");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "preempted after {took:?}"
+    );
+}

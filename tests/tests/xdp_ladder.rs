@@ -94,6 +94,9 @@ impl Harness {
             auth_type: 0,
             pad: 0,
             auth_pass: [0; 8],
+            preempt_delay_ms: 0,
+            pad2: 0,
+            preempt_hold_until_ns: 0,
         })
     }
 

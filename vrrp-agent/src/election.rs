@@ -59,6 +59,9 @@ pub struct Params {
     pub preempt: bool,
     /// `state MASTER`: with priority 255 the instance starts as master (keepalived's rule).
     pub initial_master: bool,
+    /// keepalived's `preempt_delay` (0: none): after startup, and after the first
+    /// lower-priority advert heard in Backup, lower-priority adverts keep counting this long.
+    pub preempt_delay_ns: Nanos,
     /// Configured Advertisement_Interval in centiseconds.
     pub advert_int_cs: u16,
     /// Local primary address (IPv4, or the IPv6 link-local), sent as the advert source and
@@ -134,6 +137,8 @@ pub struct Election {
     garp_refresh_at: Option<Nanos>,
     master: Option<AdvertSeen>,
     last_reassert: Option<Nanos>,
+    preempt_hold_until: Nanos,
+    lower_since: Option<Nanos>,
 }
 
 impl Election {
@@ -149,6 +154,8 @@ impl Election {
             garp_refresh_at: None,
             master: None,
             last_reassert: None,
+            preempt_hold_until: 0,
+            lower_since: None,
         }
     }
 
@@ -175,6 +182,11 @@ impl Election {
     /// When the master-down timer expires, if it runs.
     pub fn master_down_at(&self) -> Option<Nanos> {
         self.master_down_at
+    }
+
+    /// Until when `preempt_delay`'s startup hold runs (0: none), for the dataplane.
+    pub fn preempt_hold_until(&self) -> Nanos {
+        self.preempt_hold_until
     }
 
     /// Whether the master-down timer has expired (a sync group may veto the takeover).
@@ -255,10 +267,13 @@ impl Election {
     }
 
     fn advert(&mut self, advert: AdvertSeen, now: Nanos, actions: &mut Vec<Action>) {
+        let lower = advert.priority != 0 && advert.priority < self.params.priority;
+        let preempt_hold = lower && self.state == State::Backup && self.preempt_hold(advert.at);
         let local = Local {
             state: self.state.kernel(),
             priority: self.params.priority,
             preempt: self.params.preempt,
+            preempt_hold,
             primary: bytes16(self.params.primary),
         };
         match advert_rule::classify(&local, advert.priority, &bytes16(advert.src)) {
@@ -336,9 +351,21 @@ impl Election {
         }
     }
 
+    /// The same `preempt_delay` rule the kernel applies, on the advert's kernel timestamp.
+    fn preempt_hold(&mut self, at: Nanos) -> bool {
+        if self.params.preempt_delay_ns == 0 {
+            return false;
+        }
+        let since = *self.lower_since.get_or_insert(at);
+        at < self.preempt_hold_until || at < since + self.params.preempt_delay_ns
+    }
+
     /// RFC 9568 6.4.1 as keepalived applies it: an address owner (priority 255) configured
     /// `state MASTER` becomes master at once; everyone else starts as backup.
     fn start(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        if self.params.preempt_delay_ns > 0 {
+            self.preempt_hold_until = now + self.params.preempt_delay_ns;
+        }
         if self.params.priority == 255 && self.params.initial_master {
             self.become_master(now, actions);
         } else {
@@ -378,6 +405,7 @@ impl Election {
             });
             self.state = to;
             self.master = None;
+            self.lower_since = None;
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Local {
     pub priority: u8,
     /// Preempt_Mode.
     pub preempt: bool,
+    /// keepalived's `preempt_delay` is running: lower-priority adverts still count.
+    pub preempt_hold: bool,
     /// Local primary address, compared unsigned in network byte order on equal priority
     /// (IPv4 in the first four bytes, the rest zero).
     pub primary: [u8; 16],
@@ -45,7 +47,7 @@ pub fn classify(local: &Local, priority: u8, src: &[u8; 16]) -> Verdict {
         state::BACKUP => {
             if priority == 0 {
                 Verdict::SkewTimer
-            } else if !local.preempt || priority >= local.priority {
+            } else if !local.preempt || local.preempt_hold || priority >= local.priority {
                 Verdict::ResetTimer
             } else {
                 Verdict::Ignore
@@ -88,6 +90,7 @@ mod tests {
             state,
             priority,
             preempt,
+            preempt_hold: false,
             primary: v4([10, 0, 0, 2]),
         }
     }
@@ -104,6 +107,14 @@ mod tests {
             classify(&nopreempt, 50, &v4([10, 0, 0, 1])),
             Verdict::ResetTimer
         );
+    }
+
+    #[test]
+    fn preempt_delay_holds_a_backup_behind_a_lower_master() {
+        let mut b = local(state::BACKUP, 100, true);
+        b.preempt_hold = true;
+        assert_eq!(classify(&b, 50, &v4([10, 0, 0, 1])), Verdict::ResetTimer);
+        assert_eq!(classify(&b, 0, &v4([10, 0, 0, 1])), Verdict::SkewTimer);
     }
 
     #[test]

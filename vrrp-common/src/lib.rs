@@ -98,6 +98,14 @@ pub struct InstanceConfig {
     pub pad: u8,
     /// VRRPv2 PASS authentication data, NUL-padded to 8 bytes as keepalived sends it.
     pub auth_pass: [u8; 8],
+    /// keepalived's `preempt_delay` in milliseconds (0: none). After the first lower-priority
+    /// advert of a generation, lower-priority adverts keep counting for this long.
+    pub preempt_delay_ms: u32,
+    /// Explicit padding.
+    pub pad2: u32,
+    /// The startup part of `preempt_delay`: until this CLOCK_MONOTONIC time, lower-priority
+    /// adverts count (0: none).
+    pub preempt_hold_until_ns: u64,
 }
 
 /// VRRPv2 authentication types (RFC 2338 values, kept by keepalived).

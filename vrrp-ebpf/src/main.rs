@@ -69,6 +69,10 @@ struct KernelState {
     pad: u32,
     /// When we last raised LOWER_PRIORITY for this instance.
     last_reassert_ns: u64,
+    /// When `preempt_delay` started (first lower-priority advert of `lower_generation`).
+    lower_since_ns: u64,
+    lower_generation: u32,
+    pad2: u32,
 }
 
 const CLOCK_MONOTONIC: u64 = 1;
@@ -122,10 +126,14 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     }
     count_for(&key, counters::VALID_ADVERTS);
 
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let lower = advert.priority != 0 && advert.priority < cfg.priority;
     let local = Local {
         state: cfg.state,
         priority: cfg.priority,
         preempt: cfg.preempt != 0,
+        preempt_hold: lower && cfg.state == state::BACKUP && preempt_hold(&key, &cfg, now),
         primary: cfg.primary,
     };
     let verdict = advert_rule::classify(&local, advert.priority, &advert.src);
@@ -134,8 +142,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         return xdp_action::XDP_DROP;
     }
     let seen = AdvertSeen {
-        // SAFETY: helper without preconditions.
-        at_ns: unsafe { bpf_ktime_get_ns() },
+        at_ns: now,
         generation: cfg.generation,
         src: advert.src,
         priority: advert.priority,
@@ -226,6 +233,27 @@ fn reassert(key: &InstanceKey, cfg: &InstanceConfig, seen: AdvertSeen) {
     });
 }
 
+/// Whether keepalived's `preempt_delay` still holds a backup behind a lower-priority master:
+/// until the startup hold ends, and for the delay after the first lower-priority advert of the
+/// current generation.
+fn preempt_hold(key: &InstanceKey, cfg: &InstanceConfig, now: u64) -> bool {
+    if cfg.preempt_delay_ms == 0 {
+        return false;
+    }
+    let Some(state) = kernel_state(key) else {
+        return now < cfg.preempt_hold_until_ns;
+    };
+    // SAFETY: `state` points into KERNEL_STATE's value for `key`, valid for this run.
+    unsafe {
+        if (*state).lower_generation != cfg.generation || (*state).lower_since_ns == 0 {
+            (*state).lower_generation = cfg.generation;
+            (*state).lower_since_ns = now;
+        }
+        now < cfg.preempt_hold_until_ns
+            || now < (*state).lower_since_ns + cfg.preempt_delay_ms as u64 * 1_000_000
+    }
+}
+
 /// The instance's kernel-private state, created on first use.
 fn kernel_state(key: &InstanceKey) -> Option<*mut KernelState> {
     let fresh = KernelState {
@@ -233,6 +261,9 @@ fn kernel_state(key: &InstanceKey) -> Option<*mut KernelState> {
         generation: 0,
         pad: 0,
         last_reassert_ns: 0,
+        lower_since_ns: 0,
+        lower_generation: 0,
+        pad2: 0,
     };
     // Creating the entry fails harmlessly when it exists already.
     let _ = KERNEL_STATE.insert(key, &fresh, BPF_NOEXIST as u64);

@@ -28,6 +28,7 @@ impl Builder {
             priority: 100,
             advert_int_cs: 100,
             preempt: true,
+            preempt_delay_ms: 0,
             version: 0,
             virtual_addresses: Vec::new(),
             excluded_addresses: Vec::new(),
@@ -69,6 +70,11 @@ impl Builder {
                 "authentication" => {
                     if let Some(b) = self.block(st) {
                         instance.auth_pass = self.authentication(st, b);
+                    }
+                }
+                "preempt_delay" => {
+                    if let Some(ms) = self.seconds_ms(st, 1000) {
+                        instance.preempt_delay_ms = ms;
                     }
                 }
                 "nopreempt" => {

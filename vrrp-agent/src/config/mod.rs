@@ -106,6 +106,8 @@ pub struct Instance {
     pub advert_int_cs: u16,
     /// Preempt_Mode: false with `nopreempt`.
     pub preempt: bool,
+    /// `preempt_delay` in milliseconds (0-1000 s; 0: none).
+    pub preempt_delay_ms: u32,
     /// Protocol version: `version` in the instance, else `global_defs { vrrp_version }`.
     pub version: u8,
     /// `virtual_ipaddress`, sent in adverts in exactly this order.

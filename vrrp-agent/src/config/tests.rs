@@ -194,16 +194,16 @@ fn virtual_address_options_and_excluded_addresses() {
 
 #[test]
 fn semantics_changing_keywords_are_refused_with_a_reason() {
-    let (line, col, msg) = first_error(
-        &GOOD
-            .replace("    nopreempt\n", "")
-            .replace("    priority 200", "    priority 200\n    preempt_delay 30"),
-    );
+    let (line, col, msg) =
+        first_error(&GOOD.replace("    priority 200", "    priority 200\n    use_vmac"));
     assert_eq!((line, col), (12, 5));
-    assert!(
-        msg.contains("preempt_delay") && msg.contains("delays preemption"),
-        "{msg}"
-    );
+    assert!(msg.contains("use_vmac") && msg.contains("macvlan"), "{msg}");
+    let c = cfg(&GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    preempt_delay 2.5",
+    ))
+    .unwrap();
+    assert_eq!(c.instances[0].preempt_delay_ms, 2500);
     let (_, _, msg) =
         first_error(&GOOD.replace("    vrrp_version 3", "    vrrp_version 3\n    vrrp_strict"));
     assert!(msg.contains("vrrp_strict"), "{msg}");

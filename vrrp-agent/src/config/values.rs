@@ -16,10 +16,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "dropping traffic to the VIPs on a non-owner master needs the dataplane's VIP filter",
     ),
     (
-        "preempt_delay",
-        "it delays preemption after startup or after seeing a lower-priority master",
-    ),
-    (
         "use_vmac",
         "it moves the instance onto a macvlan with the VRRP virtual MAC",
     ),
@@ -143,6 +139,26 @@ impl Builder {
             return false;
         }
         true
+    }
+
+    /// A number of seconds (fractions allowed) from 0 to `max`, as milliseconds.
+    pub(super) fn seconds_ms(&mut self, s: &Statement, max: u32) -> Option<u32> {
+        let w = self.value(s)?;
+        match w.text.parse::<f64>() {
+            Ok(v) if v.is_finite() && (0.0..=f64::from(max)).contains(&v) => {
+                Some((v * 1000.0).round() as u32)
+            }
+            _ => {
+                self.errors.push(Diagnostic::new(
+                    &w.location,
+                    format!(
+                        "`{}` expects seconds from 0 to {max}, not `{}`",
+                        s.keyword.text, w.text
+                    ),
+                ));
+                None
+            }
+        }
     }
 
     /// A keyword that is on when present, or takes `true`/`false` (keepalived's booleans).

@@ -105,6 +105,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             priority: ic.priority,
             preempt: ic.preempt,
             initial_master: ic.initial_state == config::InitialState::Master,
+            preempt_delay_ns: u64::from(ic.preempt_delay_ms) * 1_000_000,
             advert_int_cs: ic.advert_int_cs,
             primary,
         });
@@ -279,6 +280,9 @@ impl Instance {
             },
             pad: 0,
             auth_pass: self.config.auth_pass.unwrap_or_default(),
+            preempt_delay_ms: self.config.preempt_delay_ms,
+            pad2: 0,
+            preempt_hold_until_ns: self.election.preempt_hold_until(),
         }
     }
 

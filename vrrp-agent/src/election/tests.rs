@@ -11,6 +11,7 @@ fn params(priority: u8, preempt: bool) -> Params {
         priority,
         preempt,
         initial_master: priority == 255,
+        preempt_delay_ns: 0,
         advert_int_cs: 100,
         primary: Ipv4Addr::new(10, 0, 0, 2).into(),
     }
@@ -238,4 +239,30 @@ fn an_owner_configured_state_backup_starts_as_backup_like_keepalived() {
     assert_eq!(e.state(), State::Backup);
     // 3 x 1 s + (1 x 1 s) / 256.
     assert_eq!(e.next_wakeup(), Some(3_003_906_250));
+}
+
+#[test]
+fn preempt_delay_holds_behind_a_lower_master_after_startup_and_after_first_sight() {
+    let mut p = params(200, true);
+    p.preempt_delay_ns = 2 * SEC;
+    let mut e = Election::new(p);
+    e.handle(Input::Startup, 0);
+    assert_eq!(e.preempt_hold_until(), 2 * SEC);
+    // Within the startup hold a lower master counts: the timer follows its adverts.
+    e.handle(Input::Advert(advert(100, 100, SEC)), SEC);
+    assert!(e.master().is_some());
+    assert_eq!(e.master_down_at(), Some(SEC + 3_218_750_000));
+    // The delay also runs from the first lower advert: at 1 s + 2 s it ends.
+    e.handle(
+        Input::Advert(advert(100, 100, 2_900_000_000)),
+        2_900_000_000,
+    );
+    assert_eq!(e.master_down_at(), Some(2_900_000_000 + 3_218_750_000));
+    // After it, lower adverts no longer reset the timer and we preempt.
+    e.handle(
+        Input::Advert(advert(100, 100, 3_100_000_000)),
+        3_100_000_000,
+    );
+    assert_eq!(e.master_down_at(), Some(2_900_000_000 + 3_218_750_000));
+    assert!(became_master(&e.handle(Input::Timer, 6_200_000_000)));
 }
