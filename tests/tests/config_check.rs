@@ -55,3 +55,19 @@ fn every_error_is_reported_not_just_the_first() {
     assert!(stderr.contains("1 to 255"), "{stderr}");
     assert!(stderr.contains("advert_int fast"), "{stderr}");
 }
+
+#[test]
+fn warnings_exit_4_and_would_run() {
+    let config = single_instance_config(100, "1").replace("state BACKUP", "state backup");
+    let (code, stderr, path) = check(&config);
+    assert_eq!(code, Some(4), "{stderr}");
+    let line = config
+        .lines()
+        .position(|l| l.contains("state backup"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("{}:{line}:11: warning:", path.display())),
+        "{stderr}"
+    );
+}

@@ -391,3 +391,23 @@ fn preempt_delay_holds_a_higher_priority_backup_behind_a_lower_master() {
         "preempted after {took:?}"
     );
 }
+
+#[test]
+fn accept_mode_the_master_answers_traffic_to_the_vip() {
+    if !require_root("accept_mode_the_master_answers_traffic_to_the_vip") {
+        return;
+    }
+    let lab = Lab::new("accept", 1).expect("lab");
+    let agent = lab
+        .spawn_agent(lab.router(0), &Spec::v3(255, "0.1").config())
+        .unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    // keepalived's default accept mode: the master's stack answers for the VIP. A TCP
+    // connection to a closed port is refused at once (RST); a dropped one would time out.
+    let refused = vrrp_lab::run_in(&lab.client.ns, || {
+        let addr = std::net::SocketAddr::from((VIP, 9));
+        std::net::TcpStream::connect_timeout(&addr, 2 * SEC).map_err(|e| e.kind())
+    })
+    .unwrap();
+    assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused));
+}

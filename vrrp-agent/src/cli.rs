@@ -14,6 +14,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 
 /// Exit code when the configuration cannot run (keepalived's).
 pub const EXIT_CONFIG: u8 = 3;
+/// `-t` exit code when the configuration has warnings but would run (keepalived's).
+pub const EXIT_CONFIG_WARNINGS: u8 = 4;
 
 /// keepalived-compatible VRRP daemon with an eBPF fast path.
 #[derive(Debug, Parser)]
@@ -22,7 +24,8 @@ pub struct Cli {
     /// Configuration file (keepalived.conf syntax).
     #[arg(short = 'f', long = "use-file", value_name = "FILE", default_value = DEFAULT_CONFIG, global = true)]
     pub config: PathBuf,
-    /// Check the configuration and exit: 0 if it is good, 3 with located errors if not.
+    /// Check the configuration and exit: 0 if it is good, 4 if it would run with warnings, 3
+    /// with located errors if it cannot run (keepalived's codes).
     #[arg(short = 't', long = "config-test")]
     pub config_test: bool,
     /// Stay in the foreground (the only mode; accepted for keepalived compatibility).
@@ -93,8 +96,15 @@ pub fn main() -> ExitCode {
                 eprintln!("{}", w.to_string().replacen(": error: ", ": warning: ", 1));
             }
             if cli.config_test {
-                eprintln!("{}: configuration is valid", cli.config.display());
-                return ExitCode::SUCCESS;
+                if config.warnings.is_empty() {
+                    eprintln!("{}: configuration is valid", cli.config.display());
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!(
+                    "{}: configuration would run, with the warnings above",
+                    cli.config.display()
+                );
+                return ExitCode::from(EXIT_CONFIG_WARNINGS);
             }
             match runtime.block_on(crate::daemon::run(config, cli.control_socket)) {
                 Ok(()) => ExitCode::SUCCESS,
