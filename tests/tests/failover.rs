@@ -411,3 +411,35 @@ fn accept_mode_the_master_answers_traffic_to_the_vip() {
     .unwrap();
     assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused));
 }
+
+#[test]
+fn virtual_routes_follow_the_master() {
+    if !require_root("virtual_routes_follow_the_master") {
+        return;
+    }
+    let lab = Lab::new("vroutes", 1).expect("lab");
+    let mut spec = Spec::v3(255, "0.1");
+    spec.extra = "    virtual_routes {\n        192.0.2.0/24 via 10.0.0.254 metric 7\n        blackhole 198.51.100.0/24\n    }\n".into();
+    let mut agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    let routes = || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &lab.router(0).ns, "route", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = routes();
+    assert!(
+        shown.contains("192.0.2.0/24 via 10.0.0.254") && shown.contains("metric 7"),
+        "{shown}"
+    );
+    assert!(shown.contains("blackhole 198.51.100.0/24"), "{shown}");
+    agent.signal(libc::SIGTERM);
+    agent.wait_exit(5 * SEC).expect("exit");
+    let shown = routes();
+    assert!(
+        !shown.contains("192.0.2.0") && !shown.contains("198.51.100.0"),
+        "routes left behind:\n{shown}"
+    );
+}

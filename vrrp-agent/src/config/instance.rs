@@ -32,6 +32,7 @@ impl Builder {
             version: 0,
             virtual_addresses: Vec::new(),
             excluded_addresses: Vec::new(),
+            virtual_routes: Vec::new(),
             auth_pass: None,
             v3_checksum_as_v2: self.v3_checksum_as_v2,
             unicast_src_ip: None,
@@ -87,6 +88,11 @@ impl Builder {
                 "virtual_ipaddress" => {
                     if let Some(b) = self.block(st) {
                         instance.virtual_addresses = self.virtual_addresses(b);
+                    }
+                }
+                "virtual_routes" => {
+                    if let Some(b) = self.block(st) {
+                        instance.virtual_routes = self.virtual_routes(b);
                     }
                 }
                 "virtual_ipaddress_excluded" => {

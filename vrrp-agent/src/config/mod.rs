@@ -8,6 +8,7 @@ mod addresses;
 mod builder;
 mod diagnostic;
 mod instance;
+mod routes;
 mod sync_group;
 mod syntax;
 mod values;
@@ -31,6 +32,27 @@ pub struct Config {
     pub sync_groups: Vec<SyncGroup>,
     /// Things that are accepted but probably not what was meant.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// A `virtual_routes` entry (IPv4).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtualRoute {
+    /// Destination network.
+    pub destination: Ipv4Addr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// `via`/`gw`.
+    pub gateway: Option<Ipv4Addr>,
+    /// `dev`.
+    pub dev: Option<String>,
+    /// `src` (preferred source).
+    pub src: Option<Ipv4Addr>,
+    /// `metric`.
+    pub metric: Option<u32>,
+    /// `table`.
+    pub table: Option<u32>,
+    /// `blackhole`.
+    pub blackhole: bool,
 }
 
 /// A `vrrp_sync_group`.
@@ -114,6 +136,8 @@ pub struct Instance {
     pub virtual_addresses: Vec<VirtualAddress>,
     /// `virtual_ipaddress_excluded`: held by the master but not advertised.
     pub excluded_addresses: Vec<VirtualAddress>,
+    /// `virtual_routes`: installed by the master with its addresses.
+    pub virtual_routes: Vec<VirtualRoute>,
     /// VRRPv2 `authentication { auth_type PASS auth_pass ... }`: the 8 bytes sent.
     pub auth_pass: Option<[u8; 8]>,
     /// `v3_checksum_as_v2`: send the VRRPv3/IPv4 checksum without the pseudo-header (RFC 9568's

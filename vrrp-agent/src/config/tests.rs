@@ -256,3 +256,26 @@ fn v3_checksum_as_v2_globally_or_per_instance() {
     ));
     assert!(msg.contains("true or false"), "{msg}");
 }
+
+#[test]
+fn virtual_routes_subset() {
+    let text = GOOD.replace(
+        "    virtual_ipaddress {",
+        "    virtual_routes {\n        192.0.2.0/24 via 10.0.0.254 dev eth0 metric 10\n        blackhole 198.51.100.0/24\n        src 10.0.0.100 to 203.0.113.0/24 via 10.0.0.254 table 100\n    }\n    virtual_ipaddress {",
+    );
+    let c = cfg(&text).unwrap();
+    let r = &c.instances[0].virtual_routes;
+    assert_eq!(r.len(), 3);
+    assert_eq!(
+        (r[0].destination, r[0].prefix_len, r[0].metric),
+        (Ipv4Addr::new(192, 0, 2, 0), 24, Some(10))
+    );
+    assert_eq!(r[0].gateway, Some(Ipv4Addr::new(10, 0, 0, 254)));
+    assert!(r[1].blackhole);
+    assert_eq!(
+        (r[2].src, r[2].table),
+        (Some(Ipv4Addr::new(10, 0, 0, 100)), Some(100))
+    );
+    let (_, _, msg) = first_error(&text.replace("metric 10", "onlink"));
+    assert!(msg.contains("onlink"), "{msg}");
+}

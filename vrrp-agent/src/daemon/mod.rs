@@ -23,7 +23,7 @@ use vrrp_common::{
 };
 
 use crate::{
-    config::{self, Config, VirtualAddress},
+    config::{self, Config, VirtualAddress, VirtualRoute},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{AttachMode, Dataplane},
     election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
@@ -59,6 +59,8 @@ struct Instance {
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
     held: Vec<(VirtualAddress, u32)>,
+    /// `virtual_routes` with their resolved `dev`.
+    routes: Vec<(VirtualRoute, Option<u32>)>,
     /// One announcer per interface that holds an address of this instance.
     announcers: BTreeMap<u32, Announcer>,
 }
@@ -130,9 +132,26 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             };
             held.push((vip.clone(), index));
         }
+        let mut routes = Vec::new();
+        for route in &ic.virtual_routes {
+            let index = match &route.dev {
+                Some(dev) => Some(
+                    netlink
+                        .interface(dev)
+                        .await
+                        .with_context(|| {
+                            format!("vrrp_instance {}: virtual route dev {dev}", ic.name)
+                        })?
+                        .index,
+                ),
+                None => None,
+            };
+            routes.push((route.clone(), index));
+        }
         let instance = Instance {
             adverts,
             held,
+            routes,
             announcers,
             config: ic.clone(),
             iface,
@@ -380,6 +399,17 @@ impl Daemon {
                     };
                     if let Err(e) = result {
                         tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
+                    }
+                }
+                // Routes follow the addresses they usually depend on.
+                for (route, index) in &instance.routes {
+                    let result = if add {
+                        self.netlink.add_route(route, *index).await
+                    } else {
+                        self.netlink.remove_route(route, *index).await
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual route");
                     }
                 }
             }

@@ -5,16 +5,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::TryStreamExt as _;
 use rtnetlink::{
-    Handle,
+    Handle, RouteMessageBuilder,
     packet_route::{
         address::{
             AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
         },
         link::LinkAttribute,
+        route::{RouteMessage, RouteType},
     },
 };
 
-use crate::config::VirtualAddress;
+use crate::config::{VirtualAddress, VirtualRoute};
 
 /// What the agent needs to know about a VRRP interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +165,60 @@ impl Netlink {
             .into_iter()
             .find(|m| address_of(m) == Some(vip.address) && m.header.prefix_len == vip.prefix_len))
     }
+}
+
+impl Netlink {
+    /// Installs a `virtual_routes` entry (replacing an equal one).
+    pub async fn add_route(&self, route: &VirtualRoute, ifindex: Option<u32>) -> Result<()> {
+        self.handle
+            .route()
+            .add(route_message(route, ifindex))
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding route {}/{}", route.destination, route.prefix_len))
+    }
+
+    /// Removes a `virtual_routes` entry; one already gone is not an error.
+    pub async fn remove_route(&self, route: &VirtualRoute, ifindex: Option<u32>) -> Result<()> {
+        match self
+            .handle
+            .route()
+            .del(route_message(route, ifindex))
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
+            Err(e) => Err(e).with_context(|| {
+                format!("removing route {}/{}", route.destination, route.prefix_len)
+            }),
+        }
+    }
+}
+
+fn route_message(route: &VirtualRoute, ifindex: Option<u32>) -> RouteMessage {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(route.destination, route.prefix_len);
+    if let Some(gw) = route.gateway {
+        b = b.gateway(gw);
+    }
+    if let Some(src) = route.src {
+        b = b.pref_source(src);
+    }
+    if let Some(index) = ifindex {
+        b = b.output_interface(index);
+    }
+    if let Some(metric) = route.metric {
+        b = b.priority(metric);
+    }
+    if let Some(table) = route.table {
+        b = b.table_id(table);
+    }
+    if route.blackhole {
+        b = b.kind(RouteType::BlackHole);
+    }
+    b.build()
 }
 
 fn address_of(m: &AddressMessage) -> Option<IpAddr> {
