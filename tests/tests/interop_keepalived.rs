@@ -3,12 +3,12 @@
 //! Each scenario fails if keepalived logs a complaint about our packets or its statistics
 //! (SIGUSR2 dump) show any receive or authentication error.
 
-use std::time::Duration;
+use std::{net::Ipv4Addr, time::Duration};
 
 use vrrp_agent::election::State;
 use vrrp_common::timers;
 use vrrp_lab::{
-    Agent, Lab, Spec, VIP, VIP6,
+    Agent, Lab, Spec, VIP,
     keepalived::{self, KaState, Keepalived},
     require_root, single_instance_config, wait_for,
 };
@@ -130,49 +130,66 @@ fn we_master_keepalived_backup_then_it_takes_over_when_we_stop() {
     );
 }
 
+/// Both directions and failover both ways with one protocol variant: we are master and
+/// keepalived, lower, accepts our adverts; our priority 0 hands over to it; we come back
+/// lower and follow it; when it dies we take over.
+fn both_directions(
+    name: &str,
+    ours: impl Fn(u8) -> Spec,
+    theirs: impl Fn(u8) -> Spec,
+    settle: Duration,
+) {
+    let _stats = keepalived::stats_lock();
+    let lab = Lab::new(name, 2).expect("lab");
+    // Priority 255 (address owner, state MASTER) takes over at once, keeping v2 tests short.
+    let agent = lab.spawn_agent(lab.router(0), &ours(255).config()).unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    let mut ka = Keepalived::spawn(&lab.dir, lab.router(1), &theirs(100).config()).unwrap();
+    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
+    std::thread::sleep(settle);
+    assert_eq!(
+        ka.state(),
+        Some(KaState::Backup),
+        "{name}: keepalived rejected our adverts"
+    );
+    assert_clean(&ka, true);
+
+    agent.signal(libc::SIGTERM);
+    assert!(
+        ka.wait_state(KaState::Master, 3 * SEC).is_some(),
+        "{name}: no takeover after our priority 0"
+    );
+    drop(agent);
+
+    let spec = ours(50);
+    let agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
+    let heard = wait_for(10 * SEC, Duration::from_millis(10), || {
+        let s = agent.status().ok()?;
+        (s.instances[0].state == State::Backup && s.instances[0].master.is_some()).then_some(())
+    });
+    assert!(
+        heard.is_some(),
+        "{name}: we do not follow keepalived: {:?}",
+        agent.status()
+    );
+    assert_eq!(agent.instance_counter("auth-failures"), 0);
+    assert_eq!(agent.instance_counter("address-list-mismatch"), 0);
+    ka.kill();
+    let interval_cs = if spec.version == 2 { 100 } else { 10 };
+    let bound = Duration::from_nanos(timers::master_down_ns(spec.version, 50, interval_cs));
+    assert!(
+        agent.wait_state(State::Master, bound + 2 * SEC).is_some(),
+        "{name}: no takeover after keepalived died"
+    );
+}
+
 #[test]
 fn vrrpv2_with_pass_authentication_both_directions() {
     if skip("vrrpv2_with_pass_authentication_both_directions") {
         return;
     }
-    let _stats = keepalived::stats_lock();
-    let lab = Lab::new("kav2", 2).expect("lab");
     let spec = |prio| Spec::v2(prio, 1).with_auth("s3cret");
-    // Priority 255 (address owner) takes over at once, keeping this v2 test short.
-    let ours = lab.spawn_agent(lab.router(0), &spec(255).config()).unwrap();
-    assert!(ours.wait_state(State::Master, 5 * SEC).is_some());
-    let mut ka = Keepalived::spawn(&lab.dir, lab.router(1), &spec(100).config()).unwrap();
-    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
-    std::thread::sleep(3 * SEC);
-    assert_eq!(
-        ka.state(),
-        Some(KaState::Backup),
-        "keepalived rejected our v2 adverts"
-    );
-    assert_clean(&ka, true);
-
-    ours.signal(libc::SIGTERM);
-    assert!(
-        ka.wait_state(KaState::Master, 3 * SEC).is_some(),
-        "no takeover after our priority 0"
-    );
-    drop(ours);
-
-    // Now keepalived is master and we follow it, checking its PASS data in the kernel.
-    let ours = lab.spawn_agent(lab.router(0), &spec(50).config()).unwrap();
-    assert!(
-        follows(&ours, lab.router(1).addr),
-        "we do not follow keepalived: {:?}",
-        ours.status()
-    );
-    assert_eq!(ours.instance_counter("auth-failures"), 0);
-    assert!(ours.instance_counter("valid-adverts") > 0);
-    ka.kill();
-    let bound = Duration::from_nanos(timers::master_down_ns(2, 50, 100));
-    assert!(
-        ours.wait_state(State::Master, bound + 2 * SEC).is_some(),
-        "no takeover after keepalived died"
-    );
+    both_directions("kav2", spec, spec, 3 * SEC);
 }
 
 #[test]
@@ -180,39 +197,13 @@ fn unicast_peers_both_directions() {
     if skip("unicast_peers_both_directions") {
         return;
     }
-    let _stats = keepalived::stats_lock();
-    let lab = Lab::new("kauni", 2).expect("lab");
-    let (a, b) = (lab.router(0).addr, lab.router(1).addr);
-    let ours_spec = |prio| Spec::v3(prio, "0.1").with_unicast(a, &[b]);
-    let ka_spec = |prio| Spec::v3(prio, "0.1").with_unicast(b, &[a]);
-    let ours = lab
-        .spawn_agent(lab.router(0), &ours_spec(200).config())
-        .unwrap();
-    assert!(ours.wait_state(State::Master, 5 * SEC).is_some());
-    let mut ka = Keepalived::spawn(&lab.dir, lab.router(1), &ka_spec(100).config()).unwrap();
-    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
-    std::thread::sleep(SEC);
-    assert_eq!(
-        ka.state(),
-        Some(KaState::Backup),
-        "keepalived rejected our unicast adverts"
+    let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    both_directions(
+        "kauni",
+        |prio| Spec::v3(prio, "0.1").with_unicast(a, &[b]),
+        |prio| Spec::v3(prio, "0.1").with_unicast(b, &[a]),
+        SEC,
     );
-    assert_clean(&ka, true);
-
-    ours.signal(libc::SIGTERM);
-    assert!(ka.wait_state(KaState::Master, 3 * SEC).is_some());
-    drop(ours);
-    let ours = lab
-        .spawn_agent(lab.router(0), &ours_spec(50).config())
-        .unwrap();
-    assert!(
-        follows(&ours, b),
-        "we do not follow keepalived's unicast adverts: {:?}",
-        ours.status()
-    );
-    ka.kill();
-    let bound = Duration::from_nanos(timers::master_down_ns(3, 50, 10));
-    assert!(ours.wait_state(State::Master, bound + 2 * SEC).is_some());
 }
 
 #[test]
@@ -220,45 +211,6 @@ fn ipv6_without_a_link_local_vip_both_directions() {
     if skip("ipv6_without_a_link_local_vip_both_directions") {
         return;
     }
-    let _stats = keepalived::stats_lock();
-    let lab = Lab::new("kav6", 2).expect("lab");
-    let ours = lab
-        .spawn_agent(lab.router(0), &Spec::v6(200, "0.1").config())
-        .unwrap();
-    assert!(ours.wait_state(State::Master, 5 * SEC).is_some());
-    let mut ka =
-        Keepalived::spawn(&lab.dir, lab.router(1), &Spec::v6(100, "0.1").config()).unwrap();
-    assert!(ka.wait_state(KaState::Backup, 5 * SEC).is_some());
-    std::thread::sleep(SEC);
-    assert_eq!(
-        ka.state(),
-        Some(KaState::Backup),
-        "keepalived rejected our IPv6 adverts"
-    );
-    assert!(lab.addresses_v6(lab.router(0)).unwrap().contains(&VIP6));
-    assert!(!lab.addresses_v6(lab.router(1)).unwrap().contains(&VIP6));
-    assert_clean(&ka, true);
-
-    ours.signal(libc::SIGTERM);
-    assert!(
-        ka.wait_state(KaState::Master, 3 * SEC).is_some(),
-        "no takeover after our priority 0"
-    );
-    drop(ours);
-    let ours = lab
-        .spawn_agent(lab.router(0), &Spec::v6(50, "0.1").config())
-        .unwrap();
-    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
-        let s = ours.status().ok()?;
-        (s.instances[0].state == State::Backup && s.instances[0].master.is_some()).then_some(())
-    });
-    assert!(
-        heard.is_some(),
-        "we do not follow keepalived over IPv6: {:?}",
-        ours.status()
-    );
-    ka.kill();
-    let bound = Duration::from_nanos(timers::master_down_ns(3, 50, 10));
-    assert!(ours.wait_state(State::Master, bound + 2 * SEC).is_some());
-    assert!(lab.addresses_v6(lab.router(0)).unwrap().contains(&VIP6));
+    let spec = |prio| Spec::v6(prio, "0.1");
+    both_directions("kav6", spec, spec, SEC);
 }

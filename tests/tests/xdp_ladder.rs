@@ -138,6 +138,20 @@ impl Harness {
         }
     }
 
+    /// Runs each named frame and checks its action and that exactly its counter moved.
+    fn expect_each(&mut self, cases: Vec<(&str, Vec<u8>, u32, u32)>) {
+        for (name, frame, action, counter) in cases {
+            let (got, delta) = self.run(&frame);
+            assert_eq!(got, action, "{name}: action");
+            assert!(
+                only(&delta, counter),
+                "{name}: expected {} only, counters moved {:?}",
+                counters::NAMES[counter as usize],
+                moved(&delta)
+            );
+        }
+    }
+
     /// Runs a frame; returns the action and how much each counter grew.
     fn run(&mut self, frame: &[u8]) -> (u32, [u64; counters::COUNT]) {
         let before = self.dp.counters();
@@ -235,16 +249,7 @@ fn each_rule_of_the_ladder_gives_its_action_and_counter() {
             counters::FRAGMENTS,
         ),
     ];
-    for (name, frame, action, counter) in cases {
-        let (got, delta) = h.run(&frame);
-        assert_eq!(got, action, "{name}: action");
-        assert!(
-            only(&delta, counter),
-            "{name}: expected {} only, counters moved {:?}",
-            counters::NAMES[counter as usize],
-            moved(&delta)
-        );
-    }
+    h.expect_each(cases);
 }
 
 #[test]
@@ -502,16 +507,7 @@ fn vrrpv2_rules_auth_interval_checksum_and_carp() {
             counters::CARP_PACKETS,
         ),
     ];
-    for (name, frame, action, counter) in cases {
-        let (got, delta) = h.run(&frame);
-        assert_eq!(got, action, "{name}: action");
-        assert!(
-            only(&delta, counter),
-            "{name}: expected {} only, counters moved {:?}",
-            counters::NAMES[counter as usize],
-            moved(&delta)
-        );
-    }
+    h.expect_each(cases);
 }
 
 #[test]
