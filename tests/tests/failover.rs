@@ -419,15 +419,18 @@ fn virtual_routes_follow_the_master() {
     }
     let lab = Lab::new("vroutes", 1).expect("lab");
     let mut spec = Spec::v3(255, "0.1");
-    spec.extra = "    virtual_routes {\n        192.0.2.0/24 via 10.0.0.254 metric 7\n        blackhole 198.51.100.0/24\n    }\n".into();
+    spec.extra = "    virtual_routes {\n        192.0.2.0/24 via 10.0.0.254 metric 7\n        blackhole 198.51.100.0/24\n    }\n    virtual_rules {\n        from 10.0.0.100 table 100 priority 1000\n    }\n".into();
     let mut agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
     assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
     let routes = || {
-        let out = std::process::Command::new("ip")
-            .args(["-n", &lab.router(0).ns, "route", "show"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let show = |what: &str| {
+            let out = std::process::Command::new("ip")
+                .args(["-n", &lab.router(0).ns, what, "show"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        show("route") + &show("rule")
     };
     let shown = routes();
     assert!(
@@ -435,11 +438,17 @@ fn virtual_routes_follow_the_master() {
         "{shown}"
     );
     assert!(shown.contains("blackhole 198.51.100.0/24"), "{shown}");
+    assert!(
+        shown.contains("1000:\tfrom 10.0.0.100 lookup 100"),
+        "{shown}"
+    );
     agent.signal(libc::SIGTERM);
     agent.wait_exit(5 * SEC).expect("exit");
     let shown = routes();
     assert!(
-        !shown.contains("192.0.2.0") && !shown.contains("198.51.100.0"),
-        "routes left behind:\n{shown}"
+        !shown.contains("192.0.2.0")
+            && !shown.contains("198.51.100.0")
+            && !shown.contains("lookup 100"),
+        "routes or rules left behind:\n{shown}"
     );
 }

@@ -33,6 +33,7 @@ impl Builder {
             virtual_addresses: Vec::new(),
             excluded_addresses: Vec::new(),
             virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
             auth_pass: None,
             v3_checksum_as_v2: self.v3_checksum_as_v2,
             unicast_src_ip: None,
@@ -93,6 +94,11 @@ impl Builder {
                 "virtual_routes" => {
                     if let Some(b) = self.block(st) {
                         instance.virtual_routes = self.virtual_routes(b);
+                    }
+                }
+                "virtual_rules" => {
+                    if let Some(b) = self.block(st) {
+                        instance.virtual_rules = self.virtual_rules(b);
                     }
                 }
                 "virtual_ipaddress_excluded" => {

@@ -55,6 +55,23 @@ pub struct VirtualRoute {
     pub blackhole: bool,
 }
 
+/// A `virtual_rules` entry (IPv4 policy rule).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtualRule {
+    /// `from NET`.
+    pub from: Option<(Ipv4Addr, u8)>,
+    /// `to NET`.
+    pub to: Option<(Ipv4Addr, u8)>,
+    /// `table N` (required).
+    pub table: Option<u32>,
+    /// `priority N`.
+    pub priority: Option<u32>,
+    /// `iif IF`.
+    pub iif: Option<String>,
+    /// `oif IF`.
+    pub oif: Option<String>,
+}
+
 /// A `vrrp_sync_group`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncGroup {
@@ -138,6 +155,8 @@ pub struct Instance {
     pub excluded_addresses: Vec<VirtualAddress>,
     /// `virtual_routes`: installed by the master with its addresses.
     pub virtual_routes: Vec<VirtualRoute>,
+    /// `virtual_rules`: policy rules installed by the master with its addresses.
+    pub virtual_rules: Vec<VirtualRule>,
     /// VRRPv2 `authentication { auth_type PASS auth_pass ... }`: the 8 bytes sent.
     pub auth_pass: Option<[u8; 8]>,
     /// `v3_checksum_as_v2`: send the VRRPv3/IPv4 checksum without the pseudo-header (RFC 9568's

@@ -1,8 +1,8 @@
-//! `virtual_routes`: routes the master installs with its addresses (IPv4).
+//! `virtual_routes` and `virtual_rules`: routing the master installs with its addresses (IPv4).
 
 use std::net::Ipv4Addr;
 
-use super::{Diagnostic, Statement, VirtualRoute, builder::Builder};
+use super::{Diagnostic, Statement, VirtualRoute, VirtualRule, builder::Builder};
 
 impl Builder {
     /// `virtual_routes { [src ADDR] [to] DEST[/LEN] [via|gw GW] [dev IF] [src ADDR]
@@ -88,6 +88,70 @@ impl Builder {
         route.destination = destination;
         route.prefix_len = prefix_len;
         Some(route)
+    }
+
+    /// `virtual_rules { from NET to NET table N priority N iif IF oif IF }` (IPv4).
+    pub(super) fn virtual_rules(&mut self, block: &[Statement]) -> Vec<VirtualRule> {
+        block.iter().filter_map(|s| self.virtual_rule(s)).collect()
+    }
+
+    fn virtual_rule(&mut self, s: &Statement) -> Option<VirtualRule> {
+        let words: Vec<_> = std::iter::once(&s.keyword).chain(&s.args).collect();
+        let mut rule = VirtualRule::default();
+        for pair in words.chunks(2) {
+            let [option, value] = pair else {
+                self.errors.push(Diagnostic::new(
+                    &pair[0].location,
+                    format!("`{}` is missing its value", pair[0].text),
+                ));
+                return None;
+            };
+            match option.text.as_str() {
+                "from" => rule.from = Some(self.rule_prefix(value)?),
+                "to" => rule.to = Some(self.rule_prefix(value)?),
+                "table" | "lookup" => rule.table = Some(self.route_number(value)?),
+                "priority" | "preference" | "pref" => {
+                    rule.priority = Some(self.route_number(value)?)
+                }
+                "iif" => rule.iif = Some(value.text.clone()),
+                "oif" => rule.oif = Some(value.text.clone()),
+                other => {
+                    self.errors.push(
+                        Diagnostic::new(
+                            &option.location,
+                            format!("virtual_rules option `{other}` is not supported"),
+                        )
+                        .hint("supported: from, to, table, priority, iif, oif"),
+                    );
+                    return None;
+                }
+            }
+        }
+        if rule.table.is_none() {
+            self.errors.push(
+                Diagnostic::new(
+                    &s.keyword.location,
+                    "a virtual rule needs a table to look up",
+                )
+                .hint("add `table N`"),
+            );
+            return None;
+        }
+        Some(rule)
+    }
+
+    fn rule_prefix(&mut self, w: &super::Word) -> Option<(Ipv4Addr, u8)> {
+        let (addr, len) = w.text.split_once('/').unwrap_or((w.text.as_str(), "32"));
+        match (addr.parse::<Ipv4Addr>(), len.parse::<u8>()) {
+            (Ok(a), Ok(l)) if l <= 32 => Some((a, l)),
+            _ => {
+                self.errors.push(Diagnostic::new(
+                    &w.location,
+                    format!("`{}` is not an IPv4 prefix", w.text),
+                ));
+                None
+            }
+        }
     }
 
     fn route_ipv4(&mut self, w: &super::Word) -> Option<Ipv4Addr> {

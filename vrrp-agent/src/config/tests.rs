@@ -279,3 +279,23 @@ fn virtual_routes_subset() {
     let (_, _, msg) = first_error(&text.replace("metric 10", "onlink"));
     assert!(msg.contains("onlink"), "{msg}");
 }
+
+#[test]
+fn virtual_rules_need_a_table() {
+    let text = GOOD.replace(
+        "    virtual_ipaddress {",
+        "    virtual_rules {\n        from 10.0.0.100 table 100 priority 1000\n    }\n    virtual_ipaddress {",
+    );
+    let c = cfg(&text).unwrap();
+    let r = &c.instances[0].virtual_rules[0];
+    assert_eq!(
+        (r.from, r.table, r.priority),
+        (
+            Some((Ipv4Addr::new(10, 0, 0, 100), 32)),
+            Some(100),
+            Some(1000)
+        )
+    );
+    let (_, _, msg) = first_error(&text.replace(" table 100", ""));
+    assert!(msg.contains("needs a table"), "{msg}");
+}

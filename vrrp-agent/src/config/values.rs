@@ -35,7 +35,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("notify_backup", "it runs a script on becoming backup"),
     ("notify_fault", "it runs a script on entering FAULT"),
     ("notify_stop", "it runs a script when the instance stops"),
-    ("virtual_rules", "it installs policy rules with the VIPs"),
     ("virtual_server", "it programs a load balancer"),
     ("virtual_server_group", "it programs a load balancer"),
     (

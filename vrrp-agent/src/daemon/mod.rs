@@ -401,6 +401,16 @@ impl Daemon {
                         tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
                     }
                 }
+                for rule in &instance.config.virtual_rules {
+                    let result = if add {
+                        self.netlink.add_rule(rule).await
+                    } else {
+                        self.netlink.remove_rule(rule).await
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual rule");
+                    }
+                }
                 // Routes follow the addresses they usually depend on.
                 for (route, index) in &instance.routes {
                     let result = if add {

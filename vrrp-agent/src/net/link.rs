@@ -15,7 +15,7 @@ use rtnetlink::{
     },
 };
 
-use crate::config::{VirtualAddress, VirtualRoute};
+use crate::config::{VirtualAddress, VirtualRoute, VirtualRule};
 
 /// What the agent needs to know about a VRRP interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +195,49 @@ impl Netlink {
             }),
         }
     }
+}
+
+impl Netlink {
+    /// Installs a `virtual_rules` entry.
+    pub async fn add_rule(&self, rule: &VirtualRule) -> Result<()> {
+        rule_request(&self.handle, rule)
+            .execute()
+            .await
+            .with_context(|| format!("adding rule {rule:?}"))
+    }
+
+    /// Removes a `virtual_rules` entry; one already gone is not an error.
+    pub async fn remove_rule(&self, rule: &VirtualRule) -> Result<()> {
+        let message = rule_request(&self.handle, rule).message_mut().clone();
+        match self.handle.rule().del(message).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing rule {rule:?}")),
+        }
+    }
+}
+
+fn rule_request(handle: &Handle, rule: &VirtualRule) -> rtnetlink::RuleAddRequest<Ipv4Addr> {
+    let mut r = handle.rule().add().v4();
+    if let Some((a, l)) = rule.from {
+        r = r.source_prefix(a, l);
+    }
+    if let Some((a, l)) = rule.to {
+        r = r.destination_prefix(a, l);
+    }
+    if let Some(t) = rule.table {
+        r = r.table_id(t);
+    }
+    if let Some(p) = rule.priority {
+        r = r.priority(p);
+    }
+    if let Some(i) = &rule.iif {
+        r = r.input_interface(i.clone());
+    }
+    if let Some(o) = &rule.oif {
+        r = r.output_interface(o.clone());
+    }
+    r
 }
 
 fn route_message(route: &VirtualRoute, ifindex: Option<u32>) -> RouteMessage {
