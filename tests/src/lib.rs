@@ -14,7 +14,7 @@ pub mod netns;
 pub mod pcap;
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::{
         Mutex, MutexGuard,
@@ -253,7 +253,7 @@ pub struct Spec {
     /// `authentication { auth_type PASS auth_pass ... }` (v2).
     pub auth_pass: Option<String>,
     /// `unicast_src_ip` and `unicast_peer { ... }`.
-    pub unicast: Option<(Ipv4Addr, Vec<Ipv4Addr>)>,
+    pub unicast: Option<(IpAddr, Vec<IpAddr>)>,
     /// The `virtual_ipaddress` block's lines (default: [`VIP`]/24).
     pub vip: String,
     /// Raw lines added to the instance block.
@@ -297,8 +297,8 @@ impl Spec {
     }
 
     /// Sending unicast from `src` to `peers`.
-    pub fn with_unicast(mut self, src: Ipv4Addr, peers: &[Ipv4Addr]) -> Self {
-        self.unicast = Some((src, peers.to_vec()));
+    pub fn with_unicast<A: Into<IpAddr> + Copy>(mut self, src: A, peers: &[A]) -> Self {
+        self.unicast = Some((src.into(), peers.iter().map(|&p| p.into()).collect()));
         self
     }
 

@@ -139,8 +139,20 @@ fn both_directions(
     theirs: impl Fn(u8) -> Spec,
     settle: Duration,
 ) {
+    both_directions_with(name, |_| {}, ours, theirs, settle);
+}
+
+/// [`both_directions`] with extra lab preparation (addresses) first.
+fn both_directions_with(
+    name: &str,
+    prepare: impl FnOnce(&Lab),
+    ours: impl Fn(u8) -> Spec,
+    theirs: impl Fn(u8) -> Spec,
+    settle: Duration,
+) {
     let _stats = keepalived::stats_lock();
     let lab = Lab::new(name, 2).expect("lab");
+    prepare(&lab);
     // Priority 255 (address owner, state MASTER) takes over at once, keeping v2 tests short.
     let agent = lab.spawn_agent(lab.router(0), &ours(255).config()).unwrap();
     assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
@@ -213,4 +225,31 @@ fn ipv6_without_a_link_local_vip_both_directions() {
     }
     let spec = |prio| Spec::v6(prio, "0.1");
     both_directions("kav6", spec, spec, SEC);
+}
+
+#[test]
+fn ipv6_unicast_peers_both_directions() {
+    if skip("ipv6_unicast_peers_both_directions") {
+        return;
+    }
+    let a: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+    let b: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+    both_directions_with(
+        "kauni6",
+        |lab| {
+            vrrp_lab::ip(
+                &lab.router(0).ns,
+                &["addr", "add", "fd00::1/64", "dev", "eth0", "nodad"],
+            )
+            .unwrap();
+            vrrp_lab::ip(
+                &lab.router(1).ns,
+                &["addr", "add", "fd00::2/64", "dev", "eth0", "nodad"],
+            )
+            .unwrap();
+        },
+        move |prio| Spec::v6(prio, "0.1").with_unicast(a, &[b]),
+        move |prio| Spec::v6(prio, "0.1").with_unicast(b, &[a]),
+        SEC,
+    );
 }

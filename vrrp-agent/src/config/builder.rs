@@ -52,6 +52,16 @@ impl Builder {
             instance.version = version.unwrap_or(default_version);
             if instance.is_ipv6() {
                 self.ipv6_rules(&mut instance, version);
+            } else if let Some(a) = instance
+                .unicast_src_ip
+                .iter()
+                .chain(&instance.unicast_peers)
+                .find(|a| a.is_ipv6())
+            {
+                self.errors.push(Diagnostic::new(
+                    &instance.location,
+                    format!("unicast address {a} is IPv6 but the instance is IPv4"),
+                ));
             }
             let at = advert_int_at.unwrap_or_else(|| instance.location.clone());
             if instance.version == 2 {

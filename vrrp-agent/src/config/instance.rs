@@ -1,6 +1,6 @@
 //! `vrrp_instance` blocks.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{Diagnostic, InitialState, Instance, Statement, builder::Builder};
 
@@ -62,7 +62,7 @@ impl Builder {
                         advert_int_at = st.args.first().map(|w| w.location.clone());
                     }
                 }
-                "unicast_src_ip" => instance.unicast_src_ip = self.ipv4(st),
+                "unicast_src_ip" => instance.unicast_src_ip = self.ip(st),
                 "v3_checksum_as_v2" => instance.v3_checksum_as_v2 = self.flag(st),
                 "unicast_peer" => {
                     if let Some(b) = self.block(st) {
@@ -170,16 +170,21 @@ impl Builder {
                 ),
             );
         }
-        if instance.unicast_src_ip.is_some() || !instance.unicast_peers.is_empty() {
+        let v4_unicast = instance
+            .unicast_src_ip
+            .iter()
+            .chain(&instance.unicast_peers)
+            .find(|a| a.is_ipv4());
+        if let Some(a) = v4_unicast {
             self.errors.push(Diagnostic::new(
                 &instance.location,
-                "unicast peers are only supported for IPv4 instances so far",
+                format!("unicast address {a} is IPv4 but the instance is IPv6"),
             ));
         }
     }
 
-    /// `unicast_peer { A.B.C.D ... }`, one address per line.
-    pub(super) fn unicast_peers(&mut self, block: &[Statement]) -> Vec<Ipv4Addr> {
+    /// `unicast_peer { ADDRESS ... }`, one address per line.
+    pub(super) fn unicast_peers(&mut self, block: &[Statement]) -> Vec<IpAddr> {
         let mut peers = Vec::new();
         for s in block {
             if let Some(extra) = s.args.first() {
@@ -191,11 +196,11 @@ impl Builder {
                     .hint("list one peer address per line"),
                 );
             }
-            match s.keyword.text.parse::<Ipv4Addr>() {
+            match s.keyword.text.parse::<IpAddr>() {
                 Ok(a) => peers.push(a),
                 Err(_) => self.errors.push(Diagnostic::new(
                     &s.keyword.location,
-                    format!("unicast peer `{}` is not an IPv4 address", s.keyword.text),
+                    format!("unicast peer `{}` is not an IP address", s.keyword.text),
                 )),
             }
         }

@@ -163,9 +163,9 @@ pub struct Instance {
     /// reading) instead of keepalived's and FRR's default with it. Both are accepted on receive.
     pub v3_checksum_as_v2: bool,
     /// `unicast_src_ip`: the advert source instead of the interface's primary address.
-    pub unicast_src_ip: Option<Ipv4Addr>,
-    /// `unicast_peer { ... }`: adverts go to each of these instead of 224.0.0.18.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    pub unicast_src_ip: Option<IpAddr>,
+    /// `unicast_peer { ... }`: adverts go to each of these instead of the VRRP group.
+    pub unicast_peers: Vec<IpAddr>,
 }
 
 impl Instance {

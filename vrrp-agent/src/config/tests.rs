@@ -140,11 +140,14 @@ fn unicast_source_and_peers() {
     );
     let c = cfg(&text).unwrap();
     let i = &c.instances[0];
-    assert_eq!(i.unicast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
-    assert_eq!(
-        i.unicast_peers,
-        vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]
-    );
+    assert_eq!(i.unicast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 1).into()));
+    let peers: Vec<IpAddr> = vec![
+        Ipv4Addr::new(10, 0, 0, 2).into(),
+        Ipv4Addr::new(10, 0, 0, 3).into(),
+    ];
+    assert_eq!(i.unicast_peers, peers);
+    let (_, _, msg) = first_error(&text.replace("10.0.0.3\n", "fd00::3\n"));
+    assert!(msg.contains("is IPv6 but the instance is IPv4"), "{msg}");
     let (line, _, msg) = first_error(&text.replace("10.0.0.3", "10.0.0.3 min_ttl 5"));
     assert_eq!(line, 15);
     assert!(msg.contains("min_ttl"), "{msg}");

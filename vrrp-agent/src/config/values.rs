@@ -1,6 +1,6 @@
 //! Reading one keyword's value, with a located error when it is not what keepalived takes.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{Diagnostic, InitialState, Statement, Word, builder::Builder};
 
@@ -48,7 +48,7 @@ const NOT_YET: &[(&str, &str)] = &[
 ];
 
 impl Builder {
-    pub(super) fn ipv4(&mut self, s: &Statement) -> Option<Ipv4Addr> {
+    pub(super) fn ip(&mut self, s: &Statement) -> Option<IpAddr> {
         let w = self.value(s)?;
         match w.text.parse() {
             Ok(a) => Some(a),
@@ -56,7 +56,7 @@ impl Builder {
                 self.errors.push(Diagnostic::new(
                     &w.location,
                     format!(
-                        "`{}` expects an IPv4 address, not `{}`",
+                        "`{}` expects an IP address, not `{}`",
                         s.keyword.text, w.text
                     ),
                 ));

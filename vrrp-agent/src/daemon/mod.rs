@@ -98,9 +98,27 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
                 } else {
                     ChecksumForm::PseudoHeader
                 };
-                AdvertSender::open_v4(&iface, v4, &ic.unicast_peers)?.with_checksum_form(form)
+                let peers: Vec<Ipv4Addr> = ic
+                    .unicast_peers
+                    .iter()
+                    .filter_map(|p| match p {
+                        IpAddr::V4(v4) => Some(*v4),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                AdvertSender::open_v4(&iface, v4, &peers)?.with_checksum_form(form)
             }
-            IpAddr::V6(v6) => AdvertSender::open_v6(&iface, v6)?,
+            IpAddr::V6(v6) => {
+                let peers: Vec<Ipv6Addr> = ic
+                    .unicast_peers
+                    .iter()
+                    .filter_map(|p| match p {
+                        IpAddr::V6(v6) => Some(*v6),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect();
+                AdvertSender::open_v6(&iface, v6, &peers)?
+            }
         };
         let election = Election::new(Params {
             version: ic.version,
@@ -254,9 +272,9 @@ async fn source(netlink: &Netlink, ic: &config::Instance) -> Result<(Interface, 
     loop {
         let iface = netlink.interface(&ic.interface).await?;
         let primary = if ic.is_ipv6() {
-            iface.link_local.map(IpAddr::V6)
+            ic.unicast_src_ip.or(iface.link_local.map(IpAddr::V6))
         } else {
-            ic.unicast_src_ip.or(iface.primary_v4).map(IpAddr::V4)
+            ic.unicast_src_ip.or(iface.primary_v4.map(IpAddr::V4))
         };
         if let Some(primary) = primary {
             return Ok((iface, primary));

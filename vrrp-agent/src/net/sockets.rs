@@ -58,25 +58,31 @@ impl AdvertSender {
         })
     }
 
-    /// Opens an IPv6 sender on `iface` from its link-local address `src`, joined to ff02::12,
-    /// with hop limit 255.
-    pub fn open_v6(iface: &Interface, src: Ipv6Addr) -> Result<Self> {
+    /// Opens an IPv6 sender on `iface` from `src` (its link-local address, or
+    /// `unicast_src_ip`) with hop limit 255; with no `unicast_peers` it joins ff02::12 and
+    /// sends there.
+    pub fn open_v6(iface: &Interface, src: Ipv6Addr, unicast_peers: &[Ipv6Addr]) -> Result<Self> {
         let socket = raw_vrrp_socket(Domain::IPV6, iface)?;
         socket.set_multicast_hops_v6(255)?;
         socket.set_unicast_hops_v6(255)?;
         socket.set_multicast_if_v6(iface.index)?;
         socket.set_multicast_loop_v6(false)?;
         let group = Ipv6Addr::from(VRRP_GROUP_V6);
-        socket
-            .join_multicast_v6(&group, iface.index)
-            .with_context(|| format!("joining ff02::12 on {}", iface.name))?;
+        let destinations = if unicast_peers.is_empty() {
+            socket
+                .join_multicast_v6(&group, iface.index)
+                .with_context(|| format!("joining ff02::12 on {}", iface.name))?;
+            vec![IpAddr::V6(group)]
+        } else {
+            unicast_peers.iter().copied().map(IpAddr::V6).collect()
+        };
         socket
             .bind(&SockAddr::from(SocketAddrV6::new(src, 0, 0, iface.index)))
             .with_context(|| format!("binding to {src}%{}", iface.name))?;
         Ok(Self {
             socket,
             src: IpAddr::V6(src),
-            destinations: vec![IpAddr::V6(group)],
+            destinations,
             form: ChecksumForm::PseudoHeader,
         })
     }
@@ -100,7 +106,13 @@ impl AdvertSender {
                     self.socket.send_to(&header.wrap(&payload), &to)
                 }
                 (_, IpAddr::V6(dst)) => {
-                    let scope = self.socket.multicast_if_v6().unwrap_or(0);
+                    // Link-local and multicast destinations need the interface as scope.
+                    let scoped = dst.is_multicast() || dst.is_unicast_link_local();
+                    let scope = if scoped {
+                        self.socket.multicast_if_v6().unwrap_or(0)
+                    } else {
+                        0
+                    };
                     let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, scope));
                     self.socket.send_to(&payload, &to)
                 }
