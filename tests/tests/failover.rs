@@ -140,6 +140,19 @@ fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
             .map(|m| mac_string(&m)),
         mac_string(&lab.router(1).mac)
     );
+    // The crashed node's VIP had a finite lifetime nobody renews: it is gone within seconds.
+    let lifetime = Duration::from_secs(u64::from(vrrp_agent::net::link::VIP_LIFETIME_S));
+    let gone = wait_for(lifetime + 2 * SEC, Duration::from_millis(50), || {
+        (!lab.addresses(lab.router(0)).ok()?.contains(&VIP)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the crashed master still holds the VIP after its lifetime"
+    );
+    assert!(
+        lab.addresses(lab.router(1)).unwrap().contains(&VIP),
+        "the new master's VIP expired: not renewed"
+    );
 }
 
 #[test]

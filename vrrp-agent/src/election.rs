@@ -21,6 +21,9 @@ pub type Nanos = u64;
 pub const GARP_REPEAT: u32 = 5;
 /// And repeats the burst this long after becoming master (`garp_master_delay`).
 pub const GARP_REFRESH_NS: Nanos = 5_000_000_000;
+/// A master re-adds its addresses this often, renewing their finite lifetime, so a node whose
+/// agent crashed loses them within a few seconds instead of answering for them forever.
+pub const ADDRESS_REFRESH_NS: Nanos = 1_000_000_000;
 
 /// RFC 9568 states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +138,7 @@ pub struct Election {
     master_down_at: Option<Nanos>,
     adver_at: Option<Nanos>,
     garp_refresh_at: Option<Nanos>,
+    address_refresh_at: Option<Nanos>,
     master: Option<AdvertSeen>,
     last_reassert: Option<Nanos>,
     preempt_hold_until: Nanos,
@@ -152,6 +156,7 @@ impl Election {
             master_down_at: None,
             adver_at: None,
             garp_refresh_at: None,
+            address_refresh_at: None,
             master: None,
             last_reassert: None,
             preempt_hold_until: 0,
@@ -212,10 +217,15 @@ impl Election {
             (State::Backup, Some(_)) => None,
             _ => self.master_down_at,
         };
-        [master_down, self.adver_at, self.garp_refresh_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            master_down,
+            self.adver_at,
+            self.garp_refresh_at,
+            self.address_refresh_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Applies one input at time `now`.
@@ -295,8 +305,7 @@ impl Election {
             Verdict::StepDown => {
                 actions.push(Action::RemoveAddresses);
                 self.transition(State::Backup, actions);
-                self.adver_at = None;
-                self.garp_refresh_at = None;
+                self.stop_timers();
                 self.master_adver_interval_cs = advert.interval_cs;
                 self.master_down_at = Some(advert.at + self.master_down_ns());
                 self.master = Some(advert);
@@ -346,6 +355,10 @@ impl Election {
                     actions.push(Action::SendGratuitousArp);
                     self.garp_refresh_at = None;
                 }
+                if self.address_refresh_at.is_some_and(|t| t <= now) {
+                    actions.push(Action::AddAddresses);
+                    self.address_refresh_at = Some(now + ADDRESS_REFRESH_NS);
+                }
             }
             State::Initialize | State::Fault => {}
         }
@@ -377,6 +390,7 @@ impl Election {
         self.master_down_at = None;
         self.adver_at = None;
         self.garp_refresh_at = None;
+        self.address_refresh_at = None;
     }
 
     fn become_master(&mut self, now: Nanos, actions: &mut Vec<Action>) {
@@ -389,10 +403,14 @@ impl Election {
         self.master_down_at = None;
         self.adver_at = Some(now + self.advert_int_ns());
         self.garp_refresh_at = Some(now + GARP_REFRESH_NS);
+        self.address_refresh_at = Some(now + ADDRESS_REFRESH_NS);
     }
 
     fn become_backup(&mut self, now: Nanos, actions: &mut Vec<Action>) {
         self.transition(State::Backup, actions);
+        // A master's timers must not survive into Backup (a sync group can move a master
+        // straight here), or their past deadlines would make the daemon spin.
+        self.stop_timers();
         self.master_adver_interval_cs = self.params.advert_int_cs;
         self.master_down_at = Some(now + self.master_down_ns());
     }

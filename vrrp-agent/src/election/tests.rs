@@ -126,9 +126,12 @@ fn master_steps_down_for_higher_priority_and_equal_priority_higher_address() {
 #[test]
 fn master_answers_priority_zero_with_an_advert() {
     let mut e = started(255, true);
-    let actions = e.handle(Input::Advert(advert(0, 100, SEC)), SEC);
+    let actions = e.handle(Input::Advert(advert(0, 100, SEC / 2)), SEC / 2);
     assert_eq!(actions, vec![Action::SendAdvert { priority: 255 }]);
-    assert_eq!(e.next_wakeup(), Some(2 * SEC));
+    // The advert timer restarts from that advert: nothing due at 1 s, the next advert at 1.5 s.
+    let sends = |a: &[Action]| a.contains(&Action::SendAdvert { priority: 255 });
+    assert!(!sends(&e.handle(Input::Timer, SEC)));
+    assert!(sends(&e.handle(Input::Timer, SEC + SEC / 2)));
 }
 
 #[test]
@@ -136,7 +139,7 @@ fn master_advertises_on_schedule_and_refreshes_garp() {
     let mut e = started(255, true);
     assert_eq!(
         e.handle(Input::Timer, SEC),
-        vec![Action::SendAdvert { priority: 255 }]
+        vec![Action::SendAdvert { priority: 255 }, Action::AddAddresses]
     );
     assert_eq!(e.next_wakeup(), Some(2 * SEC));
     // A late wake-up does not drift the schedule.
@@ -166,8 +169,9 @@ fn master_reasserts_against_lower_priority_at_most_once_per_interval() {
         e.handle(Input::Advert(advert(100, 100, t)), t),
         vec![Action::SendAdvert { priority: 200 }]
     );
-    // The adver timer restarts from the immediate advert.
-    assert_eq!(e.next_wakeup(), Some(t + SEC));
+    // The adver timer restarts from the immediate advert (the address refresh is due first).
+    let sends = |a: &[Action]| a.contains(&Action::SendAdvert { priority: 200 });
+    assert!(!sends(&e.handle(Input::Timer, t + SEC / 2)));
     // A flood within the same interval is not answered again.
     for i in 1..100 {
         assert!(
@@ -225,6 +229,8 @@ fn sync_group_inputs_move_a_member_and_deferral_restarts_the_timer() {
     let actions = e.handle(Input::GroupBackup, 6 * SEC);
     assert_eq!(actions[0], Action::RemoveAddresses);
     assert_eq!(e.state(), State::Backup);
+    // Only the master-down timer runs in Backup: no stale master deadline to spin on.
+    assert_eq!(e.next_wakeup(), Some(6 * SEC + 3_609_375_000));
     // A member in FAULT does not follow the group to master.
     e.handle(Input::InterfaceDown, 7 * SEC);
     assert!(e.handle(Input::GroupMaster, 8 * SEC).is_empty());
@@ -265,4 +271,23 @@ fn preempt_delay_holds_behind_a_lower_master_after_startup_and_after_first_sight
     );
     assert_eq!(e.master_down_at(), Some(2_900_000_000 + 3_218_750_000));
     assert!(became_master(&e.handle(Input::Timer, 6_200_000_000)));
+}
+
+#[test]
+fn a_master_renews_its_addresses_every_second() {
+    let mut e = started(255, true);
+    assert_eq!(e.next_wakeup(), Some(SEC));
+    let actions = e.handle(Input::Timer, SEC);
+    assert!(actions.contains(&Action::AddAddresses), "{actions:?}");
+    assert!(actions.contains(&Action::SendAdvert { priority: 255 }));
+    e.handle(Input::Advert(advert(255, 100, 2 * SEC)), 2 * SEC);
+    let mut higher = advert(255, 100, 2 * SEC);
+    higher.src = Ipv4Addr::new(10, 0, 0, 3).into();
+    e.handle(Input::Advert(higher), 2 * SEC);
+    assert_eq!(e.state(), State::Backup);
+    assert_eq!(
+        e.next_wakeup(),
+        None,
+        "a backup that hears a master renews nothing"
+    );
 }

@@ -9,6 +9,7 @@ use rtnetlink::{
     packet_route::{
         address::{
             AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+            CacheInfo,
         },
         link::LinkAttribute,
         route::{RouteMessage, RouteType},
@@ -16,6 +17,9 @@ use rtnetlink::{
 };
 
 use crate::config::{VirtualAddress, VirtualRoute, VirtualRule};
+
+/// Lifetime of a virtual address, in seconds; the master renews it every second.
+pub const VIP_LIFETIME_S: u32 = 3;
 
 /// What the agent needs to know about a VRRP interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,18 +108,23 @@ impl Netlink {
             .context("listing addresses")
     }
 
-    /// Adds a virtual address; adding one that is already there is not an error. IPv6
-    /// addresses skip duplicate address detection, as keepalived adds them: the new master
-    /// must be able to use the address at once.
+    /// Adds a virtual address, or renews it: it carries a finite lifetime
+    /// ([`VIP_LIFETIME_S`]) that the master renews every second, so a node whose agent died
+    /// drops it within seconds. IPv6 addresses skip duplicate address detection, as keepalived
+    /// adds them: the new master must be able to use the address at once.
     pub async fn add_address(&self, index: u32, vip: &VirtualAddress) -> Result<()> {
-        if self.find_address(index, vip).await?.is_some() {
-            return Ok(());
-        }
         let mut request = self
             .handle
             .address()
-            .add(index, vip.address, vip.prefix_len);
+            .add(index, vip.address, vip.prefix_len)
+            .replace();
         let message = request.message_mut();
+        let mut lifetime = CacheInfo::default();
+        lifetime.ifa_preferred = VIP_LIFETIME_S;
+        lifetime.ifa_valid = VIP_LIFETIME_S;
+        message
+            .attributes
+            .push(AddressAttribute::CacheInfo(lifetime));
         if vip.address.is_ipv6() {
             message
                 .attributes
