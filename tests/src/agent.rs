@@ -2,6 +2,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
+    net::IpAddr,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -110,6 +111,17 @@ impl Agent {
             .iter()
             .find(|i| i.name == name)
             .map(|i| i.state)
+    }
+
+    /// Waits until the first instance is a BACKUP that has heard a master (`master`, when
+    /// given); returns the master's address.
+    pub fn wait_backup_of(&self, master: Option<IpAddr>, timeout: Duration) -> Option<IpAddr> {
+        wait_for(timeout, Duration::from_millis(10), || {
+            let s = self.status().ok()?;
+            let i = s.instances.first()?;
+            let heard = i.master.as_ref()?.address;
+            (i.state == State::Backup && master.is_none_or(|m| m == heard)).then_some(heard)
+        })
     }
 
     /// Waits until the first instance is in `state`; returns how long it took.

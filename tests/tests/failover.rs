@@ -29,11 +29,7 @@ fn elected_pair(lab: &Lab, advert_int: &str) -> (vrrp_lab::Agent, vrrp_lab::Agen
         "r1 never became MASTER"
     );
     // r2 is BACKUP and has heard r1.
-    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
-        let s = backup.status().ok()?;
-        let i = s.instances.first()?;
-        (i.state == State::Backup && i.master.as_ref()?.address == lab.router(0).addr).then_some(())
-    });
+    let heard = backup.wait_backup_of(Some(lab.router(0).addr.into()), 5 * SEC);
     assert!(
         heard.is_some(),
         "r2 is not a BACKUP of r1: {:?}",

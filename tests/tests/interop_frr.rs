@@ -7,7 +7,7 @@ use vrrp_common::timers;
 use vrrp_lab::{
     Lab, Spec, VIP, VIP6,
     frr::{self, Frr},
-    require_root, wait_for,
+    require_root,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -48,10 +48,7 @@ fn scenario(name: &str, v6: bool) {
 
     // We come back lower and follow FRR; when its vrrpd dies, we take over.
     let ours = lab.spawn_agent(lab.router(1), &spec(50).config()).unwrap();
-    let heard = wait_for(5 * SEC, Duration::from_millis(10), || {
-        let s = ours.status().ok()?;
-        (s.instances[0].state == State::Backup && s.instances[0].master.is_some()).then_some(())
-    });
+    let heard = ours.wait_backup_of(None, 5 * SEC);
     assert!(heard.is_some(), "we do not follow FRR: {:?}", ours.status());
     frr.kill_vrrpd();
     let bound = Duration::from_nanos(timers::master_down_ns(3, 50, 10));

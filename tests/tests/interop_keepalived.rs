@@ -39,12 +39,9 @@ fn assert_clean(ka: &Keepalived, heard_us: bool) {
 }
 
 fn follows(agent: &Agent, master: std::net::Ipv4Addr) -> bool {
-    wait_for(10 * SEC, Duration::from_millis(10), || {
-        let s = agent.status().ok()?;
-        let i = s.instances.first()?;
-        (i.state == State::Backup && i.master.as_ref()?.address == master).then_some(())
-    })
-    .is_some()
+    agent
+        .wait_backup_of(Some(master.into()), 10 * SEC)
+        .is_some()
 }
 
 fn skip(test: &str) -> bool {
@@ -175,10 +172,7 @@ fn both_directions_with(
 
     let spec = ours(50);
     let agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
-    let heard = wait_for(10 * SEC, Duration::from_millis(10), || {
-        let s = agent.status().ok()?;
-        (s.instances[0].state == State::Backup && s.instances[0].master.is_some()).then_some(())
-    });
+    let heard = agent.wait_backup_of(None, 10 * SEC);
     assert!(
         heard.is_some(),
         "{name}: we do not follow keepalived: {:?}",

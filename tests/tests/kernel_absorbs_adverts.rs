@@ -12,7 +12,7 @@ use vrrp_lab::{
     Agent, Lab, Spec, VIP, VIP6,
     frames::{AdvertStream, Flaw},
     frames::{advert_frame, advert_frame_v6},
-    require_root, single_instance_config, timing_sensitive, wait_for,
+    require_root, single_instance_config, timing_sensitive,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -97,12 +97,9 @@ fn discards_do_not_hold_a_backup(
         interval_cs,
     ));
     let follows = |backup: &Agent| {
-        wait_for(master_down + 5 * SEC, Duration::from_millis(10), || {
-            let s = backup.status().ok()?;
-            let i = s.instances.first()?;
-            (i.state == State::Backup && i.master.as_ref()?.address == master).then_some(())
-        })
-        .is_some()
+        backup
+            .wait_backup_of(Some(master), master_down + 5 * SEC)
+            .is_some()
     };
     assert!(
         follows(&backup),

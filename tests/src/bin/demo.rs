@@ -127,12 +127,10 @@ fn client_neighbour(lab: &Lab, want: Option<[u8; 6]>) -> Result<[u8; 6]> {
 
 /// Waits until `agent` is a BACKUP listening to `master`.
 fn wait_following(agent: &Agent, master: std::net::Ipv4Addr) -> Result<()> {
-    wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
-        let s = agent.status().ok()?;
-        let i = s.instances.first()?;
-        (i.state == State::Backup && i.master.as_ref()?.address == master).then_some(())
-    })
-    .with_context(|| format!("{} never followed {master}", name(agent)))
+    agent
+        .wait_backup_of(Some(master.into()), Duration::from_secs(10))
+        .map(|_| ())
+        .with_context(|| format!("{} never followed {master}", name(agent)))
 }
 
 fn name(agent: &Agent) -> &str {
