@@ -66,7 +66,8 @@ struct KernelState {
     timer: bpf_timer,
     /// The agent generation the timer was armed for.
     generation: u32,
-    pad: u32,
+    /// 1 once the timer is initialised and has its callback.
+    timer_ready: u32,
     /// When we last raised LOWER_PRIORITY for this instance.
     last_reassert_ns: u64,
     /// When `preempt_delay` started (first lower-priority advert of `lower_generation`).
@@ -256,10 +257,14 @@ fn preempt_hold(key: &InstanceKey, cfg: &InstanceConfig, now: u64) -> bool {
 
 /// The instance's kernel-private state, created on first use.
 fn kernel_state(key: &InstanceKey) -> Option<*mut KernelState> {
+    // Looked up first: this runs for every counted advert, and the entry almost always exists.
+    if let Some(state) = KERNEL_STATE.get_ptr_mut(key) {
+        return Some(state);
+    }
     let fresh = KernelState {
         timer: bpf_timer { __opaque: [0; 2] },
         generation: 0,
-        pad: 0,
+        timer_ready: 0,
         last_reassert_ns: 0,
         lower_since_ns: 0,
         lower_generation: 0,
@@ -275,18 +280,22 @@ fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
     let Some(slot) = kernel_state(key) else {
         return;
     };
-    // SAFETY: `slot` points into KERNEL_STATE's value for `key`, valid for this run. bpf_timer_init
-    // returns -EBUSY for an initialised timer, which is fine; set_callback and start are
-    // idempotent re-arms.
+    // SAFETY: `slot` points into KERNEL_STATE's value for `key`, valid for this run. The
+    // timer is initialised and given its callback once (init returns -EBUSY if another CPU got
+    // there first, which is fine); every counted advert only restarts it.
     unsafe {
         (*slot).generation = generation;
         let timer = &raw mut (*slot).timer;
-        bpf_timer_init(
-            timer,
-            (&raw const KERNEL_STATE).cast_mut().cast(),
-            CLOCK_MONOTONIC,
-        );
-        bpf_timer_set_callback(timer, master_down_expired as *mut c_void);
+        if (*slot).timer_ready == 0 {
+            bpf_timer_init(
+                timer,
+                (&raw const KERNEL_STATE).cast_mut().cast(),
+                CLOCK_MONOTONIC,
+            );
+            if bpf_timer_set_callback(timer, master_down_expired as *mut c_void) == 0 {
+                (*slot).timer_ready = 1;
+            }
+        }
         bpf_timer_start(timer, after_ns, 0);
     }
 }
