@@ -108,6 +108,14 @@ fn assert_clean(lines: &[String], protocol: &str, min: usize) {
     }
 }
 
+/// Whether tshark verified every VRRP checksum as good (status 1).
+fn vrrp_checksums_good(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .filter(|l| l.contains("vrrp"))
+        .all(|l| l.split('|').nth(3) == Some("1"))
+}
+
 #[test]
 fn vrrpv3_ipv4_adverts_and_gratuitous_arps_decode_cleanly() {
     if !require_root("vrrpv3_ipv4_adverts_and_gratuitous_arps_decode_cleanly")
@@ -120,14 +128,7 @@ fn vrrpv3_ipv4_adverts_and_gratuitous_arps_decode_cleanly() {
     assert_clean(&lines, "vrrp", 3);
     assert_clean(&lines, "arp", 5);
     // VRRP checksum verified good (1) under the pseudo-header preference.
-    assert!(
-        lines
-            .iter()
-            .filter(|l| l.contains("vrrp"))
-            .all(|l| l.split('|').nth(3) == Some("1")),
-        "{}",
-        lines.join("\n")
-    );
+    assert!(vrrp_checksums_good(&lines), "{}", lines.join("\n"));
 }
 
 #[test]
@@ -140,14 +141,7 @@ fn vrrpv3_ipv6_adverts_and_neighbour_advertisements_decode_cleanly() {
     let (lab, frames) = capture("tsharkv6", Spec::v6(255, "0.1"), SEC / 2);
     let lines = decode(&lab, &frames);
     assert_clean(&lines, "vrrp", 3);
-    assert!(
-        lines
-            .iter()
-            .filter(|l| l.contains("vrrp"))
-            .all(|l| l.split('|').nth(3) == Some("1")),
-        "{}",
-        lines.join("\n")
-    );
+    assert!(vrrp_checksums_good(&lines), "{}", lines.join("\n"));
     let nas: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("icmpv6") && !l.contains("vrrp"))
@@ -190,18 +184,12 @@ fn v3_checksum_as_v2_decodes_with_the_matching_preference() {
     let mut spec = Spec::v3(255, "0.1");
     spec.extra = "    v3_checksum_as_v2\n".into();
     let (lab, frames) = capture("tsharkcsum", spec, SEC / 2);
-    let good = |lines: &[String]| {
-        lines
-            .iter()
-            .filter(|l| l.contains("vrrp"))
-            .all(|l| l.split('|').nth(3) == Some("1"))
-    };
     assert!(
-        good(&decode_with(&lab, &frames, true)),
+        vrrp_checksums_good(&decode_with(&lab, &frames, true)),
         "not verified with v3_checksum_as_in_v2"
     );
     assert!(
-        !good(&decode_with(&lab, &frames, false)),
+        !vrrp_checksums_good(&decode_with(&lab, &frames, false)),
         "the pseudo-header form verified too: not the RFC 9568 form"
     );
 }
