@@ -177,6 +177,31 @@ pub fn arp_request(src_mac: [u8; 6], src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8>
     .frame(BROADCAST_MAC)
 }
 
+/// A Neighbor Solicitation for `target` from `src` / `src_mac`, to the target's
+/// solicited-node group, with a Source Link-Layer Address option unless `src` is `::` (DAD).
+pub fn neighbour_solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::from([
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
+    ]);
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&t);
+    if !src.is_unspecified() {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&src_mac);
+    }
+    let sum = checksum(
+        pseudo_header_sum(src.into(), group.into(), ICMPV6, icmp.len()),
+        &icmp,
+    );
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let ip = ipv6_header(src, group, ICMPV6, 255, &icmp);
+    ethernet(ipv6_multicast_mac(group), src_mac, ETH_P_IPV6, &ip)
+}
+
+/// ICMPv6's next-header number.
+const ICMPV6: u8 = 58;
+
 /// Streams adverts from a thread at a fixed interval; the flaw can be changed on the fly.
 pub struct AdvertStream {
     flaw: Arc<AtomicU8>,

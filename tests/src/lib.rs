@@ -12,6 +12,7 @@ pub mod frr;
 pub mod keepalived;
 pub mod netns;
 pub mod pcap;
+pub mod xdp;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -200,6 +201,29 @@ impl Lab {
             s.send_to(b"poke", (addr, 9))?;
             Ok(())
         })?
+    }
+
+    /// Asks for `addr` once from the client (a broadcast ARP request from a raw socket, so
+    /// the client's own neighbour state plays no part) and returns the MACs that answered
+    /// within `window`, in order of arrival.
+    pub fn arp_answerers(&self, addr: Ipv4Addr, window: Duration) -> Result<Vec<[u8; 6]>> {
+        let capture = self.capture(&self.client)?;
+        capture.send(&frames::arp_request(self.client.mac, CLIENT_ADDR, addr))?;
+        let deadline = Instant::now() + window;
+        let mut answerers = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some(frame) = capture.recv(left) else {
+                break;
+            };
+            if let Some(arp) = vrrp_agent::packet::Arp::parse_frame(&frame.data)
+                && arp.op == vrrp_agent::packet::ARP_REPLY
+                && arp.spa == addr
+                && !answerers.contains(&arp.sha)
+            {
+                answerers.push(arp.sha);
+            }
+        }
+        Ok(answerers)
     }
 
     /// Opens a frame capture/injection socket on a node's `eth0`.

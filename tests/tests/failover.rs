@@ -107,6 +107,22 @@ fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
     master.signal(libc::SIGKILL);
     master.wait_exit(5 * SEC);
     let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
+    // The dead agent's XDP program outlives it and fences the node: once the peers'
+    // Master_Down_Interval (plus 100 ms) has passed, r1 no longer answers ARP for the VIP,
+    // although the address is still on its interface until its lifetime runs out.
+    std::thread::sleep(
+        (killed + bound + Duration::from_millis(100)).saturating_duration_since(Instant::now()),
+    );
+    assert!(
+        lab.addresses(lab.router(0)).unwrap().contains(&VIP),
+        "the VIP lifetime (3 s) should still run: this checks the XDP fence, not the lifetime"
+    );
+    let answerers = lab.arp_answerers(VIP, Duration::from_millis(300)).unwrap();
+    assert!(
+        !answerers.contains(&lab.router(0).mac),
+        "the dead master still answers ARP for the VIP: {:?}",
+        answerers.iter().map(mac_string).collect::<Vec<_>>()
+    );
     let took = backup.wait_state(State::Master, bound + 2 * SEC);
     let took = took.unwrap_or_else(|| panic!("r2 did not take over within {bound:?} + 2 s"));
     eprintln!(
@@ -135,6 +151,11 @@ fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
             .flatten()
             .map(|m| mac_string(&m)),
         mac_string(&lab.router(1).mac)
+    );
+    assert_eq!(
+        lab.arp_answerers(VIP, Duration::from_millis(300)).unwrap(),
+        vec![lab.router(1).mac],
+        "exactly the new master answers ARP for the VIP"
     );
     // The crashed node's VIP had a finite lifetime nobody renews: it is gone within seconds.
     let lifetime = Duration::from_secs(u64::from(vrrp_agent::net::link::VIP_LIFETIME_S));

@@ -6,23 +6,16 @@ use std::{
     time::Duration,
 };
 
-use vrrp_agent::{
-    dataplane::Dataplane,
-    packet::{Advert, ChecksumForm, ETH_P_IP, Ipv4Header, checksum, ethernet, ipv4_multicast_mac},
+use vrrp_agent::packet::{
+    Advert, ChecksumForm, ETH_P_IP, Ipv4Header, checksum, ethernet, ipv4_multicast_mac,
 };
-use vrrp_common::{
-    AddressList, FAMILY_IPV6, InstanceConfig, InstanceKey, VRRP_GROUP_V4, auth, counters, event,
-    seen_flags, state, timers,
-};
+use vrrp_common::{AddressList, VRRP_GROUP_V4, counters, event, seen_flags, state, timers};
 use vrrp_lab::{
     frames::{Flaw, advert_frame, advert_frame_v6},
     require_root,
+    xdp::{Harness, XDP_DROP, XDP_PASS, moved, only},
 };
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-/// `lo`: BPF_PROG_TEST_RUN needs an existing interface for `ingress_ifindex`.
-const IFINDEX: u32 = 1;
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
@@ -70,106 +63,6 @@ fn with_ip(mut frame: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
     let sum = checksum(0, &frame[14..end]);
     frame[24..26].copy_from_slice(&sum.to_be_bytes());
     frame
-}
-
-struct Harness {
-    dp: Dataplane,
-    /// The AsyncFd of the event ring is registered with this runtime.
-    rt: tokio::runtime::Runtime,
-    key: InstanceKey,
-    config: InstanceConfig,
-}
-
-impl Harness {
-    /// A VRRPv3 instance at 10 ms.
-    fn new(state: u8, priority: u8) -> Self {
-        Self::with(InstanceConfig {
-            state,
-            priority,
-            preempt: 1,
-            version: 3,
-            primary: vrrp_common::advert_rule::v4([10, 0, 0, 2]),
-            generation: 7,
-            interval_cs: 1,
-            auth_type: 0,
-            pad: 0,
-            auth_pass: [0; 8],
-            preempt_delay_ms: 0,
-            pad2: 0,
-            preempt_hold_until_ns: 0,
-        })
-    }
-
-    /// A VRRPv2 backup at 1 s with `auth_type PASS`, `auth_pass secret`.
-    fn v2_pass() -> Self {
-        Self::with(InstanceConfig {
-            version: 2,
-            interval_cs: 100,
-            auth_type: auth::PASS,
-            auth_pass: *b"secret\0\0",
-            ..Self::new(state::BACKUP, 100).config
-        })
-    }
-
-    /// A VRRPv3 IPv6 backup at 10 ms.
-    fn v6() -> Self {
-        let mut h = Self::new(state::BACKUP, 100);
-        h.dp.remove_instance(&h.key);
-        h.key = InstanceKey::new(IFINDEX, FAMILY_IPV6, 51);
-        h.dp.set_instance(h.key, h.config).unwrap();
-        h
-    }
-
-    fn with(config: InstanceConfig) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _guard = rt.enter();
-        let mut dp = Dataplane::load().expect("load the XDP program");
-        let key = InstanceKey::ipv4(IFINDEX, 51);
-        dp.set_instance(key, config).unwrap();
-        drop(_guard);
-        Self {
-            dp,
-            rt,
-            key,
-            config,
-        }
-    }
-
-    /// Runs each named frame and checks its action and that exactly its counter moved.
-    fn expect_each(&mut self, cases: Vec<(&str, Vec<u8>, u32, u32)>) {
-        for (name, frame, action, counter) in cases {
-            let (got, delta) = self.run(&frame);
-            assert_eq!(got, action, "{name}: action");
-            assert!(
-                only(&delta, counter),
-                "{name}: expected {} only, counters moved {:?}",
-                counters::NAMES[counter as usize],
-                moved(&delta)
-            );
-        }
-    }
-
-    /// Runs a frame; returns the action and how much each counter grew.
-    fn run(&mut self, frame: &[u8]) -> (u32, [u64; counters::COUNT]) {
-        let before = self.dp.counters();
-        let action = self.dp.run_frame(frame, IFINDEX).expect("test run");
-        let after = self.dp.counters();
-        let mut delta = [0; counters::COUNT];
-        for i in 0..counters::COUNT {
-            delta[i] = after[i] - before[i];
-        }
-        (action, delta)
-    }
-}
-
-fn only(delta: &[u64; counters::COUNT], counter: u32) -> bool {
-    delta.iter().enumerate().all(|(i, d)| {
-        let want = u64::from(i as u32 == counter || i as u32 == counters::VRRP_RX);
-        *d == want
-    })
 }
 
 #[test]
@@ -673,13 +566,4 @@ fn address_lists_v3_mismatch_counted_v2_mismatch_dropped_v6_link_local_first() {
 
 fn advert_v4() -> Advert {
     advert(200)
-}
-
-fn moved(delta: &[u64; counters::COUNT]) -> Vec<(&'static str, u64)> {
-    delta
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| **d > 0)
-        .map(|(i, d)| (counters::NAMES[i], *d))
-        .collect()
 }

@@ -37,6 +37,11 @@ pub struct Cli {
     /// Detailed (debug) logging.
     #[arg(short = 'D', long = "log-detail")]
     pub log_detail: bool,
+    /// Force the XDP mode. Default: native, falling back to generic where the driver refuses,
+    /// and generic on veth, where native XDP_TX replies reach the peer only if the peer runs
+    /// an XDP program too.
+    #[arg(long, value_name = "MODE")]
+    pub xdp_mode: Option<crate::dataplane::XdpMode>,
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET, global = true)]
     pub control_socket: PathBuf,
@@ -106,7 +111,11 @@ pub fn main() -> ExitCode {
                 );
                 return ExitCode::from(EXIT_CONFIG_WARNINGS);
             }
-            match runtime.block_on(crate::daemon::run(config, cli.control_socket)) {
+            let options = crate::daemon::Options {
+                control_socket: cli.control_socket,
+                xdp_mode: cli.xdp_mode,
+            };
+            match runtime.block_on(crate::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("vrrp-agent: {e:#}");

@@ -19,7 +19,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::{config::VirtualAddress, dataplane::AttachMode, election::State};
+use crate::{config::VirtualAddress, dataplane::XdpMode, election::State};
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/vrrp-agent/control.sock";
@@ -57,7 +57,7 @@ pub struct InstanceStatus {
     /// Its interface.
     pub interface: String,
     /// How XDP is attached there.
-    pub xdp_mode: AttachMode,
+    pub xdp_mode: XdpMode,
     /// Its VRID.
     pub vrid: u8,
     /// RFC state.

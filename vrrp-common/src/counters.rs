@@ -55,8 +55,23 @@ pub const ADDRESS_LIST_MISMATCH: u32 = 21;
 /// IPv6 adverts whose list does not start with a link-local address: counted, still valid.
 pub const NOT_LINK_LOCAL_FIRST: u32 = 22;
 
+/// ARP requests for an active VIP answered in the kernel (XDP_TX).
+pub const ARP_REPLIES: u32 = 23;
+/// ARP requests for a VIP this node must not answer for (backup, fault, or master whose
+/// agent stopped advertising): dropped.
+pub const ARP_DROPPED: u32 = 24;
+/// Neighbor Solicitations for an active VIP answered in the kernel with an NA.
+pub const ND_REPLIES: u32 = 25;
+/// Neighbor Solicitations for a VIP this node must not answer for: dropped.
+pub const ND_DROPPED: u32 = 26;
+/// Packets addressed to a VIP this node must not accept (not master, fenced, or
+/// `no_accept`): dropped.
+pub const VIP_TRAFFIC_DROPPED: u32 = 27;
+/// Our own adverts seen leaving by the egress program (each refreshes the heartbeat).
+pub const ADVERTS_SENT: u32 = 28;
+
 /// Number of counters.
-pub const COUNT: usize = 23;
+pub const COUNT: usize = 29;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -83,4 +98,10 @@ pub const NAMES: [&str; COUNT] = [
     "lower-priority-rate-limited",
     "address-list-mismatch",
     "ipv6-list-not-link-local-first",
+    "arp-replies",
+    "arp-requests-dropped",
+    "nd-replies",
+    "nd-solicits-dropped",
+    "vip-traffic-dropped",
+    "adverts-sent",
 ];

@@ -94,8 +94,8 @@ pub struct InstanceConfig {
     pub interval_cs: u16,
     /// VRRPv2 authentication: one of the [`auth`] constants.
     pub auth_type: u8,
-    /// Explicit padding.
-    pub pad: u8,
+    /// [`instance_flags`] bits.
+    pub flags: u8,
     /// VRRPv2 PASS authentication data, NUL-padded to 8 bytes as keepalived sends it.
     pub auth_pass: [u8; 8],
     /// keepalived's `preempt_delay` in milliseconds (0: none). After the first lower-priority
@@ -106,6 +106,58 @@ pub struct InstanceConfig {
     /// The startup part of `preempt_delay`: until this CLOCK_MONOTONIC time, lower-priority
     /// adverts count (0: none).
     pub preempt_hold_until_ns: u64,
+}
+
+/// Bits of [`InstanceConfig::flags`].
+pub mod instance_flags {
+    /// `no_accept`: while master (and not the address owner), drop traffic addressed to the
+    /// VIPs, except ARP and Neighbor Discovery (RFC 9568 Accept_Mode False).
+    pub const NO_ACCEPT: u8 = 1;
+    /// Observe mode: valid adverts are accounted and then passed on to the stack, so a
+    /// packet capture on the host still sees them.
+    pub const OBSERVE: u8 = 2;
+}
+
+/// Key of the kernel's VIP map: one virtual address on the interface it lives on.
+///
+/// The interface is the VIP's own (`dev` in `virtual_ipaddress` may differ from the
+/// instance's), because that is where ARP requests and traffic for it arrive.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Interface index the address is configured on.
+    pub ifindex: u32,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Explicit padding.
+    pub pad: [u8; 3],
+    /// The address, IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+}
+
+impl VipKey {
+    /// Builds a key (padding zeroed, as hash maps compare every byte).
+    pub const fn new(ifindex: u32, family: u8, addr: [u8; 16]) -> Self {
+        Self {
+            ifindex,
+            family,
+            pad: [0; 3],
+            addr,
+        }
+    }
+}
+
+/// Value of the kernel's VIP map: which instance owns the address and which MAC answers
+/// for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipEntry {
+    /// The instance whose state decides whether this node answers for the address.
+    pub instance: InstanceKey,
+    /// The MAC that ARP and NA replies carry: the interface's, or the VMAC.
+    pub mac: [u8; 6],
+    /// Explicit padding.
+    pub pad: [u8; 2],
 }
 
 /// VRRPv2 authentication types (RFC 2338 values, kept by keepalived).
@@ -207,4 +259,6 @@ mod pod {
     unsafe impl aya::Pod for super::AdvertSeen {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::AddressList {}
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipEntry {}
 }

@@ -4,31 +4,34 @@
 #![no_std]
 #![no_main]
 
+mod csum;
+mod frame;
 mod packet;
+mod vip;
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, bpf_timer, xdp_action},
+    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, bpf_timer, xdp_action},
     btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     },
-    macros::{btf_map, xdp},
-    programs::XdpContext,
+    macros::{btf_map, classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use vrrp_common::{
-    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey,
     advert_rule::{self, Local, Verdict},
-    counters, event, seen_flags, state, timers,
+    counters, event, instance_flags, seen_flags, state, timers,
 };
 
 use crate::packet::{Advert, Parsed};
 
 /// Instances configured on this host, written by the agent.
 #[btf_map]
-static CONFIG: HashMap<InstanceKey, InstanceConfig, 1024> = HashMap::new();
+pub(crate) static CONFIG: HashMap<InstanceKey, InstanceConfig, 1024> = HashMap::new();
 
 /// The latest counted advert per instance, read by the agent.
 #[btf_map]
@@ -55,6 +58,16 @@ static ZERO_COUNTERS: PerCpuArray<[u64; counters::COUNT], 1> = PerCpuArray::new(
 static INSTANCE_COUNTERS: PerCpuHashMap<InstanceKey, [u64; counters::COUNT], 1024> =
     PerCpuHashMap::new();
 
+/// Every VIP of every instance, on the interface it lives on, written by the agent.
+#[btf_map]
+pub(crate) static VIPS: HashMap<VipKey, VipEntry, 8192> = HashMap::new();
+
+/// When each instance's latest advert left this host (CLOCK_MONOTONIC ns), stamped by the
+/// egress program (or by the agent where it cannot attach). A master whose heartbeat is older
+/// than three intervals stops answering for its VIPs.
+#[btf_map]
+pub(crate) static HEARTBEAT: HashMap<InstanceKey, u64, 1024> = HashMap::new();
+
 /// State-relevant events for the agent.
 #[btf_map]
 static EVENTS: RingBuf<Event, { 64 * 1024 }> = RingBuf::new();
@@ -80,8 +93,21 @@ const CLOCK_MONOTONIC: u64 = 1;
 
 #[xdp]
 pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
-    match packet::parse(&ctx) {
-        Parsed::NotVrrp => xdp_action::XDP_PASS,
+    match vrrp(&ctx) {
+        NOT_VRRP => vip::handle(&ctx),
+        action => action,
+    }
+}
+
+/// What [`vrrp`] returns for a frame that is not protocol 112 (not an XDP action).
+const NOT_VRRP: u32 = u32::MAX;
+
+/// The advert path. Not inlined: BPF calls get their own stack frames, so this path and the
+/// VIP path ([`vip::handle`]) do not add up on the 512-byte stack.
+#[inline(never)]
+fn vrrp(ctx: &XdpContext) -> u32 {
+    match packet::parse(ctx) {
+        Parsed::NotVrrp => NOT_VRRP,
         Parsed::Pass(counter) => {
             count(counters::VRRP_RX);
             count(counter);
@@ -89,13 +115,51 @@ pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
         }
         Parsed::Vrrp(advert) => {
             count(counters::VRRP_RX);
-            handle_advert(&ctx, &advert)
+            absorb_or_observe(ctx, &advert, handle_advert(ctx, &advert))
         }
     }
 }
 
+/// In observe mode an instance's adverts, once accounted, go on to the stack (so tcpdump on
+/// the host still sees them) instead of being absorbed.
+#[inline(always)]
+fn absorb_or_observe(ctx: &XdpContext, advert: &Advert, action: u32) -> u32 {
+    if action != xdp_action::XDP_DROP {
+        return action;
+    }
+    let key = InstanceKey::new(ctx.ingress_ifindex() as u32, advert.family, advert.vrid);
+    match CONFIG.get_ptr(key) {
+        // SAFETY: map value pointer valid for this run.
+        Some(cfg) if unsafe { (*cfg).flags } & instance_flags::OBSERVE != 0 => xdp_action::XDP_PASS,
+        _ => action,
+    }
+}
+
+/// TC egress: stamps an instance's heartbeat when one of our own adverts leaves, so the XDP
+/// side knows the agent is alive and advertising without the agent doing anything extra.
+#[classifier]
+pub fn vrrp_tc_egress(ctx: TcContext) -> i32 {
+    if let Parsed::Vrrp(advert) = packet::parse(&ctx) {
+        // SAFETY: the context's skb pointer is valid for this program run.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let key = InstanceKey::new(ifindex, advert.family, advert.vrid);
+        if let Some(cfg) = CONFIG.get_ptr(key) {
+            // SAFETY: map value pointer valid for this run.
+            let primary = unsafe { (*cfg).primary };
+            if csum::same_address(&primary, &advert.src) {
+                // SAFETY: helper without preconditions.
+                let now = unsafe { bpf_ktime_get_ns() };
+                let _ = HEARTBEAT.insert(key, now, BPF_ANY as u64);
+                count_for(&key, counters::ADVERTS_SENT);
+            }
+        }
+    }
+    TC_ACT_OK
+}
+
 /// Validates an advert against its instance and applies it. Everything after the VRID lookup
 /// that fails validation is counted and dropped; unknown VRIDs are counted and passed on.
+#[inline(always)]
 fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     let key = InstanceKey::new(ctx.ingress_ifindex() as u32, advert.family, advert.vrid);
     let Some(cfg) = CONFIG.get_ptr(key) else {
@@ -339,7 +403,7 @@ fn send_event(event: Event) {
 }
 
 /// Counts for one instance, and globally.
-fn count_for(key: &InstanceKey, index: u32) {
+pub(crate) fn count_for(key: &InstanceKey, index: u32) {
     count(index);
     let slot = match INSTANCE_COUNTERS.get_ptr_mut(key) {
         Some(slot) => slot,

@@ -3,18 +3,22 @@
 //! Lengths come from the IP header, never from the frame: a one-address v3 advert is shorter
 //! than Ethernet's minimum frame, so the frame carries padding.
 
-use aya_ebpf::programs::XdpContext;
 use vrrp_common::{
     AddressList, FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, InstanceConfig, MAX_LIST, VRRP_TTL, auth,
     counters, seen_flags,
 };
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+use crate::{
+    csum::{address_sum, fold, same_address, word},
+    frame::{Frame, bytes},
+};
+
+pub const ETH_HLEN: usize = 14;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPV6_HLEN: usize = 40;
+pub const IPV6_HLEN: usize = 40;
 /// Fixed VRRP header: version/type, VRID, priority, count, interval, checksum.
 const VRRP_HLEN: usize = 8;
 /// VRRP advertisement type.
@@ -79,16 +83,6 @@ impl Advert {
     }
 }
 
-#[inline(always)]
-fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let start = ctx.data() + offset;
-    if start + N > ctx.data_end() {
-        return None;
-    }
-    // SAFETY: bounds checked against data_end just above.
-    Some(unsafe { *(start as *const [u8; N]) })
-}
-
 /// The IP-level facts of a protocol-112 packet.
 struct Ip {
     family: u8,
@@ -103,7 +97,7 @@ struct Ip {
 
 /// Finds a VRRP packet (IPv4 with any IHL, or IPv6) in the frame, skipping nothing silently.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
+pub fn parse(ctx: &impl Frame) -> Parsed {
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
         return Parsed::NotVrrp;
     };
@@ -173,7 +167,7 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
 
 /// An IPv4 header carrying protocol 112, or the counter for why it cannot be VRRP.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Option<Ip>, u32> {
+fn ipv4(ctx: &impl Frame, l3: usize) -> Result<Option<Ip>, u32> {
     let Some(ip) = bytes::<20>(ctx, l3) else {
         return Ok(None);
     };
@@ -206,7 +200,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Option<Ip>, u32> {
 
 /// An IPv6 header whose next header is VRRP (adverts carry no extension headers).
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Option<Ip>, u32> {
+fn ipv6(ctx: &impl Frame, l3: usize) -> Result<Option<Ip>, u32> {
     let Some(ip) = bytes::<IPV6_HLEN>(ctx, l3) else {
         return Ok(None);
     };
@@ -236,7 +230,7 @@ fn v2_len(count: u8) -> usize {
 /// The ladder after the VRID lookup (RFC 3768 7.1, RFC 9568 7.1). Returns the counter to bump
 /// on failure.
 #[inline(always)]
-pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Result<(), u32> {
+pub fn validate(ctx: &impl Frame, advert: &Advert, cfg: &InstanceConfig) -> Result<(), u32> {
     // As keepalived: TTL / hop limit 255 is required of multicast adverts; unicast peers may
     // be routed.
     if advert.multicast() && advert.ttl != VRRP_TTL {
@@ -260,7 +254,7 @@ pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Resu
     } else {
         VRRP_HLEN + advert.address_len() * advert.count as usize
     };
-    if advert.len != expected || ctx.data() + advert.offset + advert.len > ctx.data_end() {
+    if advert.len != expected || ctx.start() + advert.offset + advert.len > ctx.end() {
         return Err(counters::PACKET_LENGTH_ERRORS);
     }
     if !checksum_ok(ctx, advert, v2) {
@@ -289,7 +283,7 @@ pub fn validate(ctx: &XdpContext, advert: &Advert, cfg: &InstanceConfig) -> Resu
 /// different count or any of the first [`MAX_LIST`] addresses differing is a mismatch; an
 /// IPv6 list should start with a link-local address.
 #[inline(always)]
-pub fn list_flags(ctx: &XdpContext, advert: &Advert, list: &AddressList) -> u8 {
+pub fn list_flags(ctx: &impl Frame, advert: &Advert, list: &AddressList) -> u8 {
     let mut flags = 0;
     let first = advert.offset + VRRP_HLEN;
     if advert.is_v6() {
@@ -309,12 +303,7 @@ pub fn list_flags(ctx: &XdpContext, advert: &Advert, list: &AddressList) -> u8 {
         let ours = &list.addresses[i];
         // Word compares, not slice or array `==`: those become memcmp calls BPF cannot make.
         let same = if advert.is_v6() {
-            bytes::<16>(ctx, first + 16 * i).is_some_and(|a| {
-                word(&a, 0) == word(ours, 0)
-                    && word(&a, 4) == word(ours, 4)
-                    && word(&a, 8) == word(ours, 8)
-                    && word(&a, 12) == word(ours, 12)
-            })
+            bytes::<16>(ctx, first + 16 * i).is_some_and(|a| same_address(&a, ours))
         } else {
             bytes::<4>(ctx, first + 4 * i)
                 .is_some_and(|a| u32::from_ne_bytes(a) as u64 == word(ours, 0))
@@ -331,10 +320,10 @@ pub fn list_flags(ctx: &XdpContext, advert: &Advert, list: &AddressList) -> u8 {
 /// v3/IPv4 accepts both forms: with the IPv4 pseudo-header (keepalived's and FRR's default)
 /// and without it (keepalived's `v3_checksum_as_v2`).
 #[inline(always)]
-fn checksum_ok(ctx: &XdpContext, advert: &Advert, v2: bool) -> bool {
+fn checksum_ok(ctx: &impl Frame, advert: &Advert, v2: bool) -> bool {
     let words = advert.len / 4;
-    let start = ctx.data() + advert.offset;
-    let end = ctx.data_end();
+    let start = ctx.start() + advert.offset;
+    let end = ctx.end();
     let mut sum: u64 = 0;
     let mut i = 0;
     while i < MAX_VRRP_WORDS {
@@ -368,27 +357,4 @@ fn checksum_ok(ctx: &XdpContext, advert: &Advert, v2: bool) -> bool {
             + u32::from_ne_bytes([0, IPPROTO_VRRP, hi, lo]) as u64
     };
     fold(sum + pseudo) == 0xffff
-}
-
-/// The `i`-th native-order 32-bit word of an address.
-#[inline(always)]
-fn word(a: &[u8; 16], i: usize) -> u64 {
-    u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]) as u64
-}
-
-/// Sum of the four native-order 32-bit words of an IPv6 address.
-#[inline(always)]
-fn address_sum(a: &[u8; 16]) -> u64 {
-    word(a, 0) + word(a, 4) + word(a, 8) + word(a, 12)
-}
-
-/// Folds a ones'-complement sum of native-order words to 16 bits.
-#[inline(always)]
-fn fold(mut sum: u64) -> u16 {
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
 }

@@ -11,6 +11,8 @@ pub(super) struct Builder {
     pub(super) vrrp_version: Option<u8>,
     /// `global_defs { v3_checksum_as_v2 }`: the default for instances defined after it.
     pub(super) v3_checksum_as_v2: bool,
+    /// `global_defs { vrrp_agent_observe }`.
+    pub(super) observe: bool,
     /// Instances with the version still unresolved (`None` = take the global default), and
     /// where their `advert_int` was written.
     pub(super) instances: Vec<(Instance, Option<u8>, Option<Location>)>,
@@ -40,6 +42,7 @@ impl Builder {
                 "router_id" => self.router_id = self.string(s),
                 "vrrp_version" => self.vrrp_version = self.version(s),
                 "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
+                "vrrp_agent_observe" => self.observe = self.flag(s),
                 _ => self.unknown(s, "in global_defs"),
             }
         }
@@ -126,6 +129,7 @@ impl Builder {
                 router_id: self.router_id,
                 instances,
                 sync_groups,
+                observe: self.observe,
                 warnings: self.warnings,
             })
         } else {

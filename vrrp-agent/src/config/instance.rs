@@ -38,6 +38,7 @@ impl Builder {
             v3_checksum_as_v2: self.v3_checksum_as_v2,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
+            accept: true,
         };
         let mut version = None;
         let mut nopreempt_at = None;
@@ -106,9 +107,14 @@ impl Builder {
                         instance.excluded_addresses = self.virtual_addresses(b);
                     }
                 }
-                // keepalived's default; `no_accept` needs the dataplane's VIP filter.
+                // keepalived's default (without vrrp_strict) is to accept.
                 "accept" => {
                     self.no_args(st);
+                    instance.accept = true;
+                }
+                "no_accept" => {
+                    self.no_args(st);
+                    instance.accept = false;
                 }
                 _ => self.unknown(st, "in vrrp_instance"),
             }

@@ -30,6 +30,10 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// `vrrp_sync_group`s: instances that change state together.
     pub sync_groups: Vec<SyncGroup>,
+    /// `global_defs { vrrp_agent_observe }` (a vrrp-agent extension): the kernel accounts
+    /// adverts and then passes them on to the stack instead of absorbing them, so tcpdump on
+    /// the host still sees them.
+    pub observe: bool,
     /// Things that are accepted but probably not what was meant.
     pub warnings: Vec<Diagnostic>,
 }
@@ -166,6 +170,9 @@ pub struct Instance {
     pub unicast_src_ip: Option<IpAddr>,
     /// `unicast_peer { ... }`: adverts go to each of these instead of the VRRP group.
     pub unicast_peers: Vec<IpAddr>,
+    /// `accept` (keepalived's default without `vrrp_strict`) or `no_accept`: whether a master
+    /// that does not own the addresses (priority below 255) accepts traffic sent to them.
+    pub accept: bool,
 }
 
 impl Instance {

@@ -12,10 +12,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "it forces strict RFC compliance (no unicast, no auth, no_accept, ...)",
     ),
     (
-        "no_accept",
-        "dropping traffic to the VIPs on a non-owner master needs the dataplane's VIP filter",
-    ),
-    (
         "use_vmac",
         "it moves the instance onto a macvlan with the VRRP virtual MAC",
     ),

@@ -19,13 +19,14 @@ use tokio::{
     sync::mpsc,
 };
 use vrrp_common::{
-    AddressList, FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, auth, event, seen_flags,
+    AddressList, FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, VipEntry, VipKey, auth,
+    event, instance_flags, seen_flags,
 };
 
 use crate::{
     config::{self, Config, VirtualAddress, VirtualRoute},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
-    dataplane::{AttachMode, Dataplane},
+    dataplane::{Dataplane, XdpMode},
     election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
     net::{
         link::{Interface, Netlink},
@@ -53,16 +54,25 @@ struct Instance {
     key: InstanceKey,
     election: Election,
     generation: u32,
-    xdp_mode: AttachMode,
+    xdp_mode: XdpMode,
+    /// `global_defs { vrrp_agent_observe }`.
+    observe: bool,
     /// Whether its own interface is up (a sync group can hold it in FAULT regardless).
     link_up: bool,
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
-    held: Vec<(VirtualAddress, u32)>,
+    held: Vec<Held>,
     /// `virtual_routes` with their resolved `dev`.
     routes: Vec<(VirtualRoute, Option<u32>)>,
     /// One announcer per interface that holds an address of this instance.
     announcers: BTreeMap<u32, Announcer>,
+}
+
+/// A virtual address an instance holds while master.
+struct Held {
+    vip: VirtualAddress,
+    /// The interface it goes on: `dev`, else the instance's.
+    ifindex: u32,
 }
 
 /// Everything the main loop owns.
@@ -75,16 +85,29 @@ struct Daemon {
     groups: Vec<Vec<usize>>,
 }
 
+/// How the daemon runs, from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the control socket listens.
+    pub control_socket: PathBuf,
+    /// A forced XDP mode (`None`: native, else generic).
+    pub xdp_mode: Option<XdpMode>,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
+pub async fn run(config: Config, options: Options) -> Result<()> {
+    let control_socket = options.control_socket;
     let mut dataplane = Dataplane::load()?;
+    dataplane.force_mode(options.xdp_mode);
+    dataplane.pin_maps();
     let netlink = Netlink::connect()?;
     let mut instances = Vec::new();
     for ic in &config.instances {
         let (iface, primary) = source(&netlink, ic)
             .await
             .with_context(|| format!("vrrp_instance {} ({})", ic.name, ic.location))?;
-        let xdp_mode = dataplane.attach(iface.index, &iface.name)?;
+        let xdp_mode = dataplane.attach(&netlink, iface.index, &iface.name).await?;
+        dataplane.attach_egress(iface.index, &iface.name);
         let family = if ic.is_ipv6() {
             FAMILY_IPV6
         } else {
@@ -143,12 +166,26 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
                     })?;
                     if let btree_map::Entry::Vacant(slot) = announcers.entry(other.index) {
                         slot.insert(Announcer::open(&other)?);
+                        // ARP/ND for the address arrive there: the responder must run there.
+                        dataplane.attach(&netlink, other.index, &other.name).await?;
                     }
-                    other.index
+                    (other.index, other.mac)
                 }
-                None => iface.index,
+                None => (iface.index, iface.mac),
             };
-            held.push((vip.clone(), index));
+            let (ifindex, mac) = index;
+            dataplane.set_vip(
+                VipKey::new(ifindex, family_of(vip.address), bytes16(vip.address)),
+                VipEntry {
+                    instance: key,
+                    mac,
+                    pad: [0; 2],
+                },
+            )?;
+            held.push(Held {
+                vip: vip.clone(),
+                ifindex,
+            });
         }
         let mut routes = Vec::new();
         for route in &ic.virtual_routes {
@@ -177,6 +214,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
             election,
             generation: 0,
             xdp_mode,
+            observe: config.observe,
             link_up: true,
         };
         dataplane.set_instance(key, instance.kernel_config())?;
@@ -260,6 +298,7 @@ pub async fn run(config: Config, control_socket: PathBuf) -> Result<()> {
         let key = daemon.instances[i].key;
         daemon.dataplane.remove_instance(&key);
     }
+    daemon.dataplane.detach(&daemon.netlink).await;
     let _ = std::fs::remove_file(&control_socket);
     Ok(())
 }
@@ -315,12 +354,23 @@ impl Instance {
             } else {
                 auth::NONE
             },
-            pad: 0,
+            flags: self.kernel_flags(),
             auth_pass: self.config.auth_pass.unwrap_or_default(),
             preempt_delay_ms: self.config.preempt_delay_ms,
             pad2: 0,
             preempt_hold_until_ns: self.election.preempt_hold_until(),
         }
+    }
+
+    fn kernel_flags(&self) -> u8 {
+        let mut flags = 0;
+        if !self.config.accept {
+            flags |= instance_flags::NO_ACCEPT;
+        }
+        if self.observe {
+            flags |= instance_flags::OBSERVE;
+        }
+        flags
     }
 
     fn status(&self, dataplane: &Dataplane) -> InstanceStatus {
@@ -403,17 +453,23 @@ impl Daemon {
                         .map(|v| v.address)
                         .collect(),
                 };
-                if let Err(e) = instance.adverts.send(&advert) {
-                    tracing::warn!(instance = %name, error = %e, "sending an advert failed");
+                match instance.adverts.send(&advert) {
+                    Ok(()) if !self.dataplane.stamps_in_kernel(instance.iface.index) => {
+                        self.dataplane.stamp_heartbeat(instance.key, now_ns());
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!(instance = %name, error = %e, "sending an advert failed")
+                    }
                 }
             }
             Action::AddAddresses | Action::RemoveAddresses => {
                 let add = action == Action::AddAddresses;
-                for (vip, index) in &instance.held {
+                for held in &instance.held {
                     let result = if add {
-                        self.netlink.add_address(*index, vip).await
+                        self.netlink.add_address(held.ifindex, &held.vip).await
                     } else {
-                        self.netlink.remove_address(*index, vip).await
+                        self.netlink.remove_address(held.ifindex, &held.vip).await
                     };
                     if let Err(e) = result {
                         tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
@@ -443,11 +499,11 @@ impl Daemon {
             }
             Action::SendGratuitousArp => {
                 for _ in 0..GARP_REPEAT {
-                    for (vip, index) in &instance.held {
-                        let Some(announcer) = instance.announcers.get(index) else {
+                    for held in &instance.held {
+                        let Some(announcer) = instance.announcers.get(&held.ifindex) else {
                             continue;
                         };
-                        if let Err(e) = announcer.announce(vip.address) {
+                        if let Err(e) = announcer.announce(held.vip.address) {
                             tracing::warn!(instance = %name, error = %e, "announcing an address failed");
                         }
                     }
@@ -500,6 +556,13 @@ fn log_list_oddities(name: &str, seen: &vrrp_common::AdvertSeen, key: &InstanceK
     }
     if seen.flags & seen_flags::NOT_LINK_LOCAL_FIRST != 0 {
         tracing::info!(instance = %name, %from, "IPv6 advert whose address list does not start with a link-local address");
+    }
+}
+
+fn family_of(address: IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => FAMILY_IPV4,
+        IpAddr::V6(_) => FAMILY_IPV6,
     }
 }
 

@@ -53,6 +53,11 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// The underlying rtnetlink handle, for the sibling adapters.
+    pub(super) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Looks an interface up by name, with its MAC and source addresses.
     pub async fn interface(&self, name: &str) -> Result<Interface> {
         let link = self

@@ -3,3 +3,4 @@
 pub mod link;
 pub mod monitor;
 pub mod sockets;
+pub mod xdp;

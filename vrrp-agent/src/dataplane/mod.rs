@@ -1,0 +1,405 @@
+//! The aya adapter: loads the embedded kernel programs, attaches them, and exposes their maps.
+//!
+//! The agent writes each instance's state into `CONFIG` and its VIPs into `VIPS`; the kernel
+//! validates adverts, keeps the latest counted one in `SEEN`, runs the master-down timers,
+//! answers ARP/ND for the VIPs of active masters, and sends [`Event`]s over the `EVENTS` ring
+//! buffer only when something changed. The egress program stamps `HEARTBEAT` when our own
+//! adverts leave.
+
+mod pin;
+
+use std::{
+    mem::size_of,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::PathBuf,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, loaded_programs},
+};
+use tokio::io::unix::AsyncFd;
+use vrrp_common::{
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey, counters,
+};
+
+use crate::net::link::Netlink;
+pub use crate::net::xdp::XdpMode;
+
+/// The kernel object, built by build.rs from vrrp-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vrrp-ebpf.o"));
+
+/// Name of the XDP program in the object (and in the kernel, which is how a restarted agent
+/// recognises its predecessor's program on an interface).
+pub const PROGRAM: &str = "vrrp_xdp";
+/// Name of the TC egress program in the object.
+pub const EGRESS_PROGRAM: &str = "vrrp_tc_egress";
+
+/// The loaded programs and their maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    /// Interfaces running our XDP program, and how.
+    xdp: Vec<(u32, XdpMode)>,
+    /// Interfaces whose outgoing adverts the egress program stamps.
+    egress: Vec<u32>,
+    /// A mode forced from the command line.
+    forced_mode: Option<XdpMode>,
+    pin_dir: Option<PathBuf>,
+    config: HashMap<MapData, InstanceKey, InstanceConfig>,
+    seen: HashMap<MapData, InstanceKey, AdvertSeen>,
+    address_lists: HashMap<MapData, InstanceKey, AddressList>,
+    vips: HashMap<MapData, VipKey, VipEntry>,
+    heartbeat: HashMap<MapData, InstanceKey, u64>,
+    counters: PerCpuArray<MapData, u64>,
+    instance_counters: PerCpuHashMap<MapData, InstanceKey, [u64; counters::COUNT]>,
+    events: Option<Events>,
+}
+
+/// The output of one BPF_PROG_TEST_RUN.
+#[derive(Debug)]
+pub struct TestRunOutput {
+    /// The XDP action the program returned.
+    pub action: u32,
+    /// The frame as the program left it (a reply, for XDP_TX).
+    pub frame: Vec<u8>,
+}
+
+/// The kernel's event stream, separate from [`Dataplane`] so the daemon can wait on it while
+/// it uses the maps.
+pub struct Events(AsyncFd<RingBuf<MapData>>);
+
+impl Events {
+    /// Waits for the next batch of events from the kernel.
+    pub async fn next_batch(&mut self) -> Result<Vec<Event>> {
+        let mut guard = self.0.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() >= size_of::<Event>() {
+                // SAFETY: Event is plain data and the item holds at least one of it.
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+            }
+        }
+        guard.clear_ready();
+        Ok(out)
+    }
+}
+
+impl Dataplane {
+    /// Loads the embedded object and verifies the programs (nothing is attached yet).
+    pub fn load() -> Result<Self> {
+        Self::load_object(OBJECT)
+    }
+
+    /// Loads a given object (tests use the embedded one through [`Dataplane::load`]).
+    pub fn load_object(object: &[u8]) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .load(object)
+            .context("loading the kernel object (is this kernel built with BPF and BTF?)")?;
+        xdp_program(&mut ebpf)?
+            .load()
+            .context("the verifier refused the XDP program")?;
+        egress_program(&mut ebpf)?
+            .load()
+            .context("the verifier refused the TC egress program")?;
+        let config = HashMap::try_from(take(&mut ebpf, "CONFIG")?)?;
+        let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
+        let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
+        let vips = HashMap::try_from(take(&mut ebpf, "VIPS")?)?;
+        let heartbeat = HashMap::try_from(take(&mut ebpf, "HEARTBEAT")?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        let instance_counters = PerCpuHashMap::try_from(take(&mut ebpf, "INSTANCE_COUNTERS")?)?;
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
+        // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, which
+        // deregisters it before dropping it, so the descriptor outlives the registration.
+        let events = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow!("registering the event ring buffer: {e}"))?;
+        Ok(Self {
+            ebpf,
+            xdp: Vec::new(),
+            egress: Vec::new(),
+            forced_mode: None,
+            pin_dir: None,
+            config,
+            seen,
+            address_lists,
+            vips,
+            heartbeat,
+            counters,
+            instance_counters,
+            events: Some(Events(events)),
+        })
+    }
+
+    /// Forces an XDP mode instead of native-then-generic.
+    pub fn force_mode(&mut self, mode: Option<XdpMode>) {
+        self.forced_mode = mode;
+    }
+
+    /// Pins the maps under `/sys/fs/bpf/vrrp-agent/net<inode>/`, replacing a previous run's
+    /// pins. Failure is reported, not fatal: nothing depends on the pins but inspection.
+    pub fn pin_maps(&mut self) {
+        let dir = match pin::directory() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "maps not pinned");
+                return;
+            }
+        };
+        pin::clear(&dir);
+        let maps: [(&str, &MapData); 6] = [
+            ("CONFIG", self.config.map()),
+            ("SEEN", self.seen.map()),
+            ("VIPS", self.vips.map()),
+            ("HEARTBEAT", self.heartbeat.map()),
+            ("ADDRESS_LISTS", self.address_lists.map()),
+            ("INSTANCE_COUNTERS", self.instance_counters.map()),
+        ];
+        for (name, map) in maps {
+            if let Err(e) = map.pin(dir.join(name)) {
+                tracing::warn!(map = name, error = %e, "map not pinned");
+            }
+        }
+        tracing::debug!(dir = %dir.display(), "maps pinned");
+        self.pin_dir = Some(dir);
+    }
+
+    /// Attaches the XDP program to an interface, natively or else in generic mode, through
+    /// netlink so that it outlives the agent (see `net::xdp`). A program left by a previous
+    /// vrrp-agent is replaced atomically; any other program is reported and left alone.
+    pub async fn attach(
+        &mut self,
+        netlink: &Netlink,
+        ifindex: u32,
+        ifname: &str,
+    ) -> Result<XdpMode> {
+        if let Some((_, mode)) = self.xdp.iter().find(|(i, _)| *i == ifindex) {
+            return Ok(*mode);
+        }
+        let facts = netlink.xdp_facts(ifindex).await?;
+        let replace = match facts.attached {
+            None => None,
+            Some(found) => {
+                let name = program_name(found.id);
+                if name.as_deref() != Some(PROGRAM) {
+                    bail!(
+                        "interface {ifname} already runs another XDP program ({}, id {}); vrrp-agent does not replace it. Detach it first (`ip link set dev {ifname} xdp off`) if it is not needed",
+                        name.unwrap_or_else(|| "unnamed".into()),
+                        found.id
+                    );
+                }
+                tracing::info!(
+                    interface = ifname,
+                    id = found.id,
+                    "replacing the XDP program a previous vrrp-agent left attached"
+                );
+                Some(found.mode)
+            }
+        };
+        let fd = xdp_program(&mut self.ebpf)?.fd()?.as_fd().as_raw_fd();
+        // On veth a native XDP_TX frame is lost unless the peer (usually in another namespace,
+        // out of our sight) runs an XDP program as well, so the ARP/ND replies would vanish;
+        // generic XDP transmits them through the normal path.
+        let modes: &[XdpMode] = match (&replace, &self.forced_mode) {
+            (Some(mode), _) | (None, Some(mode)) => std::slice::from_ref(mode),
+            (None, None) if facts.veth => &[XdpMode::Generic],
+            (None, None) => &[XdpMode::Native, XdpMode::Generic],
+        };
+        let mut refusal = None;
+        for &mode in modes {
+            match netlink
+                .attach_xdp(ifindex, fd, mode, replace.is_some())
+                .await
+            {
+                Ok(()) => {
+                    self.xdp.push((ifindex, mode));
+                    return Ok(mode);
+                }
+                Err(e) => {
+                    tracing::info!(interface = ifname, ?mode, error = %e, "XDP attach refused");
+                    refusal = Some(e);
+                }
+            }
+        }
+        Err(refusal.unwrap_or_else(|| anyhow!("no XDP mode to try")))
+            .with_context(|| format!("attaching XDP to {ifname}"))
+    }
+
+    /// Attaches the egress program (tcx) to an interface, so the kernel stamps the heartbeat
+    /// of each advert that leaves. Returns false, logged, where that is impossible: the agent
+    /// then stamps the heartbeat itself when it sends ([`Dataplane::stamp_heartbeat`]).
+    pub fn attach_egress(&mut self, ifindex: u32, ifname: &str) -> bool {
+        if self.egress.contains(&ifindex) {
+            return true;
+        }
+        let attached = egress_program(&mut self.ebpf)
+            .and_then(|p| Ok(p.attach(ifname, TcAttachType::Egress)?));
+        match attached {
+            Ok(_) => {
+                self.egress.push(ifindex);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(interface = ifname, error = %format!("{e:#}"), "TC egress not attached; the agent stamps the heartbeat itself");
+                false
+            }
+        }
+    }
+
+    /// Whether the egress program stamps heartbeats on this interface.
+    pub fn stamps_in_kernel(&self, ifindex: u32) -> bool {
+        self.egress.contains(&ifindex)
+    }
+
+    /// Records that an advert of `key` just left (where the egress program cannot).
+    pub fn stamp_heartbeat(&mut self, key: InstanceKey, now_ns: u64) {
+        let _ = self.heartbeat.insert(key, now_ns, 0);
+    }
+
+    /// The time (CLOCK_MONOTONIC ns) of an instance's latest advert sent.
+    pub fn heartbeat(&self, key: &InstanceKey) -> Option<u64> {
+        self.heartbeat.get(key, 0).ok()
+    }
+
+    /// Detaches XDP from every interface and removes the pins (a clean stop). The egress
+    /// links go with the process.
+    pub async fn detach(&mut self, netlink: &Netlink) {
+        for (ifindex, mode) in std::mem::take(&mut self.xdp) {
+            if let Err(e) = netlink.detach_xdp(ifindex, mode).await {
+                tracing::warn!(ifindex, error = %e, "detaching XDP");
+            }
+        }
+        if let Some(dir) = self.pin_dir.take() {
+            pin::remove(&dir);
+        }
+    }
+
+    /// Writes an instance's state for the kernel.
+    pub fn set_instance(&mut self, key: InstanceKey, config: InstanceConfig) -> Result<()> {
+        self.config
+            .insert(key, config, 0)
+            .context("writing the instance map")
+    }
+
+    /// Writes the address list the kernel compares adverts with.
+    pub fn set_address_list(&mut self, key: InstanceKey, list: AddressList) -> Result<()> {
+        self.address_lists
+            .insert(key, list, 0)
+            .context("writing the address list map")
+    }
+
+    /// Registers a VIP the kernel answers ARP/ND for while its instance is active.
+    pub fn set_vip(&mut self, key: VipKey, entry: VipEntry) -> Result<()> {
+        self.vips
+            .insert(key, entry, 0)
+            .context("writing the VIP map")
+    }
+
+    /// Forgets an instance (adverts for it are then passed on as unknown VRIDs) and its VIPs.
+    pub fn remove_instance(&mut self, key: &InstanceKey) {
+        let _ = self.config.remove(key);
+        let _ = self.address_lists.remove(key);
+        let _ = self.instance_counters.remove(key);
+        let _ = self.heartbeat.remove(key);
+        let theirs: Vec<VipKey> = self
+            .vips
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(_, v)| v.instance == *key)
+            .map(|(k, _)| k)
+            .collect();
+        for vip in theirs {
+            let _ = self.vips.remove(&vip);
+        }
+    }
+
+    /// The latest counted advert of an instance.
+    pub fn seen(&self, key: &InstanceKey) -> Option<AdvertSeen> {
+        self.seen.get(key, 0).ok()
+    }
+
+    /// Global counters, summed over CPUs, indexed by `vrrp_common::counters`.
+    pub fn counters(&self) -> [u64; counters::COUNT] {
+        let mut out = [0u64; counters::COUNT];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.counters.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// One instance's counters (those counted after the VRID lookup), summed over CPUs.
+    pub fn instance_counters(&self, key: &InstanceKey) -> [u64; counters::COUNT] {
+        let mut out = [0u64; counters::COUNT];
+        if let Ok(per_cpu) = self.instance_counters.get(key, 0) {
+            for values in per_cpu.iter() {
+                for (sum, v) in out.iter_mut().zip(values) {
+                    *sum += v;
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs the XDP program once on `frame` as if it arrived on `ifindex` (BPF_PROG_TEST_RUN).
+    /// The maps are the live ones, so counters, `SEEN`, timers and events behave exactly as
+    /// for a frame from the wire. `ifindex` must exist (use 1, `lo`).
+    pub fn run_frame(&mut self, frame: &[u8], ifindex: u32) -> Result<TestRunOutput> {
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex }, all u32.
+        let md: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&md),
+            ..TestRunOptions::default()
+        };
+        let result = xdp_program(&mut self.ebpf)?
+            .test_run(opts)
+            .context("BPF_PROG_TEST_RUN")?;
+        out.truncate(result.data_size_out as usize);
+        Ok(TestRunOutput {
+            action: result.return_value,
+            frame: out,
+        })
+    }
+
+    /// Takes the event stream (once).
+    pub fn take_events(&mut self) -> Option<Events> {
+        self.events.take()
+    }
+}
+
+/// The kernel name of a loaded program, by id.
+fn program_name(id: u32) -> Option<String> {
+    loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the kernel object has no program {PROGRAM}"))?
+        .try_into()
+        .context("program type")
+}
+
+fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    ebpf.program_mut(EGRESS_PROGRAM)
+        .ok_or_else(|| anyhow!("the kernel object has no program {EGRESS_PROGRAM}"))?
+        .try_into()
+        .context("program type")
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("the kernel object has no map {name}"))
+}

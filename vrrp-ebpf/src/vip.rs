@@ -1,0 +1,379 @@
+//! The VIPs' side of the program: ARP and Neighbor Solicitations for a VIP are answered here
+//! while this node is the active master of the VIP's instance and dropped while it is not (so
+//! a backup, or a master whose agent has stopped advertising, never answers), and traffic
+//! addressed to a VIP is dropped where the node must not accept it.
+//!
+//! "Active" means the instance is MASTER in `CONFIG` *and* the heartbeat (stamped each time
+//! one of our adverts leaves) is younger than three advertisement intervals. Backups take over
+//! after `3 * interval + skew`, so a master whose agent died or hung goes silent before any
+//! peer starts answering: at most one node answers for a VIP at any time.
+//!
+//! Anything this module cannot or need not judge (malformed requests, unknown addresses,
+//! gratuitous ARP from another node) goes to the stack, which applies its own checks.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_adjust_tail},
+    programs::XdpContext,
+};
+use vrrp_common::{
+    FAMILY_IPV4, FAMILY_IPV6, InstanceKey, VipKey, counters, instance_flags, state, timers,
+};
+
+use crate::{
+    CONFIG, HEARTBEAT, VIPS, count_for,
+    csum::fold,
+    frame::{Frame, bytes},
+    packet::{ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPV6_HLEN},
+};
+
+const ETH_P_ARP: u16 = 0x0806;
+const ARP_LEN: usize = 28;
+const ARP_REQUEST: u8 = 1;
+const ARP_REPLY: u8 = 2;
+const IPPROTO_ICMPV6: u8 = 58;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+/// Router, Solicited and Override flags of an NA.
+const NA_ROUTER: u8 = 0x80;
+const NA_SOLICITED: u8 = 0x40;
+const NA_OVERRIDE: u8 = 0x20;
+/// NS/NA fixed part: type, code, checksum, reserved/flags, target.
+const ND_LEN: usize = 24;
+/// The NA we send: fixed part plus one Target Link-Layer Address option.
+const NA_LEN: usize = ND_LEN + 8;
+/// The longest NS we check and answer ourselves (longer ones go to the stack).
+const MAX_NS_LEN: usize = 64;
+const OPT_TARGET_LL_ADDR: u8 = 2;
+const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// How this node stands towards one address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Not one of our VIPs: the stack's business.
+    Unknown,
+    /// Master with a live agent, accepting traffic.
+    Active,
+    /// Master with a live agent under `no_accept`: answers ARP/ND, drops traffic.
+    ActiveNoAccept,
+    /// Backup, fault, init, or a master whose heartbeat is stale: silent.
+    Silent,
+}
+
+/// One of our VIPs as the kernel sees it right now.
+struct Vip {
+    standing: Standing,
+    instance: InstanceKey,
+    mac: [u8; 6],
+}
+
+/// Handles a frame that is not VRRP: ARP, NS, and traffic to VIPs. Not inlined: a BPF call
+/// gets its own stack frame, so this path and the advert path do not add up on the stack.
+#[inline(never)]
+pub fn handle(ctx: &XdpContext) -> u32 {
+    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
+        return xdp_action::XDP_PASS;
+    };
+    match u16::from_be_bytes([eth[12], eth[13]]) {
+        ETH_P_ARP => arp(ctx),
+        ETH_P_IPV4 => ipv4(ctx),
+        ETH_P_IPV6 => ipv6(ctx),
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Looks an address up in `VIPS` and judges the owning instance's standing.
+#[inline(always)]
+fn lookup(ctx: &XdpContext, family: u8, addr: [u8; 16]) -> Vip {
+    let key = VipKey::new(ctx.ingress_ifindex() as u32, family, addr);
+    let mut vip = Vip {
+        standing: Standing::Unknown,
+        instance: InstanceKey::default(),
+        mac: [0; 6],
+    };
+    let Some(entry) = VIPS.get_ptr(key) else {
+        return vip;
+    };
+    // SAFETY: a map value pointer returned by lookup is valid for this program run.
+    let entry = unsafe { *entry };
+    vip.instance = entry.instance;
+    vip.mac = entry.mac;
+    vip.standing = Standing::Silent;
+    let Some(cfg) = CONFIG.get_ptr(entry.instance) else {
+        return vip;
+    };
+    // SAFETY: as above.
+    let cfg = unsafe { *cfg };
+    if cfg.state != state::MASTER {
+        return vip;
+    }
+    let Some(beat) = HEARTBEAT.get_ptr(entry.instance) else {
+        return vip;
+    };
+    // SAFETY: as above.
+    let beat = unsafe { *beat };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let fence_ns = 3 * cfg.interval_cs as u64 * timers::NS_PER_CS;
+    if now.saturating_sub(beat) >= fence_ns {
+        return vip;
+    }
+    vip.standing = if cfg.flags & instance_flags::NO_ACCEPT != 0 && cfg.priority != 255 {
+        Standing::ActiveNoAccept
+    } else {
+        Standing::Active
+    };
+    vip
+}
+
+/// An ARP request for a VIP: answered in place while active, dropped while silent.
+#[inline(always)]
+fn arp(ctx: &XdpContext) -> u32 {
+    let Some(a) = bytes::<ARP_LEN>(ctx, ETH_HLEN) else {
+        return xdp_action::XDP_PASS;
+    };
+    // Ethernet/IPv4 requests only: htype 1, ptype 0x0800, hlen 6, plen 4, op 1.
+    if a[0] != 0 || a[1] != 1 || a[2] != 8 || a[3] != 0 || a[4] != 6 || a[5] != 4 {
+        return xdp_action::XDP_PASS;
+    }
+    if a[6] != 0 || a[7] != ARP_REQUEST {
+        return xdp_action::XDP_PASS;
+    }
+    let sender_ip = [a[14], a[15], a[16], a[17]];
+    let target_ip = [a[24], a[25], a[26], a[27]];
+    // Gratuitous ARP (sender = target) announces someone's address: the stack's to learn.
+    if u32::from_ne_bytes(sender_ip) == u32::from_ne_bytes(target_ip) {
+        return xdp_action::XDP_PASS;
+    }
+    let vip = lookup(ctx, FAMILY_IPV4, v4_key(target_ip));
+    match vip.standing {
+        Standing::Unknown => xdp_action::XDP_PASS,
+        Standing::Silent => {
+            count_for(&vip.instance, counters::ARP_DROPPED);
+            xdp_action::XDP_DROP
+        }
+        Standing::Active | Standing::ActiveNoAccept => {
+            let sender_mac = [a[8], a[9], a[10], a[11], a[12], a[13]];
+            let start = ctx.start();
+            if start + ETH_HLEN + ARP_LEN > ctx.end() {
+                return xdp_action::XDP_PASS;
+            }
+            // SAFETY: the 42 bytes written are bounds-checked just above.
+            unsafe {
+                put(start, sender_mac);
+                put(start + 6, vip.mac);
+                let arp = start + ETH_HLEN;
+                put(arp + 6, [0, ARP_REPLY]);
+                put(arp + 8, vip.mac);
+                put(arp + 14, target_ip);
+                put(arp + 18, sender_mac);
+                put(arp + 24, sender_ip);
+            }
+            count_for(&vip.instance, counters::ARP_REPLIES);
+            xdp_action::XDP_TX
+        }
+    }
+}
+
+/// IPv4 traffic: dropped when addressed to a VIP this node must not accept.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext) -> u32 {
+    let Some(ip) = bytes::<20>(ctx, ETH_HLEN) else {
+        return xdp_action::XDP_PASS;
+    };
+    let vip = lookup(ctx, FAMILY_IPV4, v4_key([ip[16], ip[17], ip[18], ip[19]]));
+    filter_traffic(&vip)
+}
+
+/// IPv6: Neighbor Solicitations for a VIP are answered or dropped; other traffic to a VIP
+/// is filtered like IPv4's.
+#[inline(always)]
+fn ipv6(ctx: &XdpContext) -> u32 {
+    let Some(ip) = bytes::<IPV6_HLEN>(ctx, ETH_HLEN) else {
+        return xdp_action::XDP_PASS;
+    };
+    if ip[6] == IPPROTO_ICMPV6
+        && let Some(icmp) = bytes::<ND_LEN>(ctx, ETH_HLEN + IPV6_HLEN)
+        && icmp[0] == ND_NEIGHBOR_SOLICIT
+    {
+        return solicitation(ctx, &ip, &icmp);
+    }
+    let vip = lookup(ctx, FAMILY_IPV6, sub16(&ip, 24));
+    filter_traffic(&vip)
+}
+
+#[inline(always)]
+fn filter_traffic(vip: &Vip) -> u32 {
+    match vip.standing {
+        Standing::Unknown | Standing::Active => xdp_action::XDP_PASS,
+        Standing::ActiveNoAccept | Standing::Silent => {
+            count_for(&vip.instance, counters::VIP_TRAFFIC_DROPPED);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// A Neighbor Solicitation whose target may be a VIP (RFC 4861 7.1.1 / 7.2.4).
+#[inline(always)]
+fn solicitation(ctx: &XdpContext, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) -> u32 {
+    let target = sub16(icmp, 8);
+    let vip = lookup(ctx, FAMILY_IPV6, target);
+    match vip.standing {
+        Standing::Unknown => return xdp_action::XDP_PASS,
+        Standing::Silent => {
+            count_for(&vip.instance, counters::ND_DROPPED);
+            return xdp_action::XDP_DROP;
+        }
+        Standing::Active | Standing::ActiveNoAccept => {}
+    }
+    // Only a valid solicitation gets our answer; the stack judges the rest.
+    let payload = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    if ip[7] != 255 || icmp[1] != 0 || !(ND_LEN..=MAX_NS_LEN).contains(&payload) {
+        return xdp_action::XDP_PASS;
+    }
+    if !ns_checksum_ok(ctx, ip, payload) {
+        return xdp_action::XDP_PASS;
+    }
+    let source = sub16(ip, 8);
+    let dad = is_unspecified(&source);
+    let eth_src = match bytes::<12>(ctx, 0) {
+        Some(e) => [e[6], e[7], e[8], e[9], e[10], e[11]],
+        None => return xdp_action::XDP_PASS,
+    };
+    let (eth_dst, ip_dst, flags) = if dad {
+        // RFC 4861 7.2.4: a solicitation from the unspecified address is answered to
+        // all-nodes, without the Solicited flag.
+        (ALL_NODES_MAC, ALL_NODES, NA_ROUTER | NA_OVERRIDE)
+    } else {
+        (eth_src, source, NA_ROUTER | NA_SOLICITED | NA_OVERRIDE)
+    };
+    let frame_len = ctx.end() - ctx.start();
+    let wanted = ETH_HLEN + IPV6_HLEN + NA_LEN;
+    // SAFETY: the context pointer is the program's own; the helper checks the delta.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, wanted as i32 - frame_len as i32) } != 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let start = ctx.start();
+    if start + wanted > ctx.end() {
+        return xdp_action::XDP_PASS;
+    }
+    let checksum = na_checksum(&target, &ip_dst, flags, &vip.mac);
+    // SAFETY: the `wanted` bytes written are bounds-checked just above.
+    unsafe {
+        put(start, eth_dst);
+        put(start + 6, vip.mac);
+        put(start + 12, ETH_P_IPV6.to_be_bytes());
+        let ip = start + ETH_HLEN;
+        put(ip, [0x60, 0, 0, 0]);
+        put(ip + 4, (NA_LEN as u16).to_be_bytes());
+        put(ip + 6, [IPPROTO_ICMPV6, 255]);
+        put(ip + 8, target);
+        put(ip + 24, ip_dst);
+        let na = ip + IPV6_HLEN;
+        put(na, [ND_NEIGHBOR_ADVERT, 0]);
+        put(na + 2, checksum.to_be_bytes());
+        put(na + 4, [flags, 0, 0, 0]);
+        put(na + 8, target);
+        put(na + 24, [OPT_TARGET_LL_ADDR, 1]);
+        put(na + 26, vip.mac);
+    }
+    count_for(&vip.instance, counters::ND_REPLIES);
+    xdp_action::XDP_TX
+}
+
+/// Verifies the ICMPv6 checksum of a solicitation of `len` bytes (a multiple of 8, at most
+/// [`MAX_NS_LEN`]), read in 8-byte steps so every read is bounds-checked for the verifier.
+#[inline(always)]
+fn ns_checksum_ok(ctx: &XdpContext, ip: &[u8; IPV6_HLEN], len: usize) -> bool {
+    if !len.is_multiple_of(8) {
+        return false;
+    }
+    let mut sum = sum16(&sub16(ip, 8)) + sum16(&sub16(ip, 24)) + len as u64;
+    sum += IPPROTO_ICMPV6 as u64;
+    let mut i = 0;
+    while i < MAX_NS_LEN / 8 {
+        if i * 8 >= len {
+            break;
+        }
+        let Some(chunk) = bytes::<8>(ctx, ETH_HLEN + IPV6_HLEN + i * 8) else {
+            return false;
+        };
+        sum += u16::from_be_bytes([chunk[0], chunk[1]]) as u64
+            + u16::from_be_bytes([chunk[2], chunk[3]]) as u64
+            + u16::from_be_bytes([chunk[4], chunk[5]]) as u64
+            + u16::from_be_bytes([chunk[6], chunk[7]]) as u64;
+        i += 1;
+    }
+    fold(sum) == 0xffff
+}
+
+/// The ICMPv6 checksum of the NA we build, computed from its fields (no packet reads).
+#[inline(always)]
+fn na_checksum(src: &[u8; 16], dst: &[u8; 16], flags: u8, mac: &[u8; 6]) -> u16 {
+    let sum = sum16(src)
+        + sum16(dst)
+        + NA_LEN as u64
+        + IPPROTO_ICMPV6 as u64
+        + ((ND_NEIGHBOR_ADVERT as u64) << 8)
+        + ((flags as u64) << 8)
+        + sum16(src)
+        + (((OPT_TARGET_LL_ADDR as u64) << 8) | 1)
+        + u16::from_be_bytes([mac[0], mac[1]]) as u64
+        + u16::from_be_bytes([mac[2], mac[3]]) as u64
+        + u16::from_be_bytes([mac[4], mac[5]]) as u64;
+    !fold(sum)
+}
+
+/// Sum of the eight big-endian 16-bit words of an IPv6 address.
+#[inline(always)]
+fn sum16(a: &[u8; 16]) -> u64 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < 16 {
+        sum += u16::from_be_bytes([a[i], a[i + 1]]) as u64;
+        i += 2;
+    }
+    sum
+}
+
+/// The 16 bytes at `at` of a header copy.
+#[inline(always)]
+fn sub16<const N: usize>(h: &[u8; N], at: usize) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = h[at + i];
+        i += 1;
+    }
+    out
+}
+
+#[inline(always)]
+fn is_unspecified(a: &[u8; 16]) -> bool {
+    let mut any = 0u8;
+    let mut i = 0;
+    while i < 16 {
+        any |= a[i];
+        i += 1;
+    }
+    any == 0
+}
+
+/// An IPv4 address in the 16-byte key form.
+#[inline(always)]
+fn v4_key(a: [u8; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[0] = a[0];
+    out[1] = a[1];
+    out[2] = a[2];
+    out[3] = a[3];
+    out
+}
+
+/// Writes `N` bytes at an address the caller has bounds-checked.
+#[inline(always)]
+unsafe fn put<const N: usize>(at: usize, value: [u8; N]) {
+    // SAFETY: the caller guarantees `at..at + N` lies inside the packet.
+    unsafe { core::ptr::write_unaligned(at as *mut [u8; N], value) };
+}
