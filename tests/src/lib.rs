@@ -203,6 +203,31 @@ impl Lab {
         })?
     }
 
+    /// Starts r1 at priority 200 and r2 at 100 (one VRRPv3 instance holding [`VIP`]) and
+    /// waits until r1 is MASTER and r2 a BACKUP that has heard it.
+    pub fn elected_pair(&self, advert_int: &str) -> (Agent, Agent) {
+        let second = Duration::from_secs(1);
+        let master = self
+            .spawn_agent(self.router(0), &single_instance_config(200, advert_int))
+            .expect("start r1");
+        let backup = self
+            .spawn_agent(self.router(1), &single_instance_config(100, advert_int))
+            .expect("start r2");
+        assert!(
+            master
+                .wait_state(vrrp_agent::election::State::Master, 10 * second)
+                .is_some(),
+            "r1 never became MASTER"
+        );
+        let heard = backup.wait_backup_of(Some(self.router(0).addr.into()), 5 * second);
+        assert!(
+            heard.is_some(),
+            "r2 is not a BACKUP of r1: {:?}",
+            backup.status()
+        );
+        (master, backup)
+    }
+
     /// Asks for `addr` once from the client (a broadcast ARP request from a raw socket, so
     /// the client's own neighbour state plays no part) and returns the MACs that answered
     /// within `window`, in order of arrival.
@@ -224,6 +249,32 @@ impl Lab {
             }
         }
         Ok(answerers)
+    }
+
+    /// Attaches a foreign XDP program named `name` (generic mode) to a node's `eth0`, as
+    /// another tool on the host would have.
+    pub fn attach_foreign_xdp(&self, node: &Node, name: &str) -> Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let program = xdp::load_foreign_program(name).context("loading a foreign XDP program")?;
+        let fd = program.as_raw_fd();
+        let ifindex = netns::ifindex(&node.ns, IFNAME)?;
+        run_in(&node.ns, move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let netlink = vrrp_agent::net::link::Netlink::connect()?;
+                netlink
+                    .attach_xdp(ifindex, fd, vrrp_agent::dataplane::XdpMode::Generic, false)
+                    .await
+            })
+        })??;
+        Ok(())
+    }
+
+    /// The name of the XDP program a node's `eth0` runs, if any (from `ip -j link`).
+    pub fn xdp_program_name(&self, node: &Node) -> Result<Option<String>> {
+        netns::xdp_program_name(&node.ns, IFNAME)
     }
 
     /// Opens a frame capture/injection socket on a node's `eth0`.

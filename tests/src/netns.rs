@@ -72,6 +72,21 @@ pub fn mac(ns: &str, ifname: &str) -> Result<[u8; 6]> {
         .ok_or_else(|| anyhow!("no MAC for {ifname} in {ns}"))
 }
 
+/// The index of an interface in a namespace.
+pub fn ifindex(ns: &str, ifname: &str) -> Result<u32> {
+    let v = ip_json(ns, &["link", "show", "dev", ifname])?;
+    v[0]["ifindex"]
+        .as_u64()
+        .map(|i| i as u32)
+        .ok_or_else(|| anyhow!("no index for {ifname} in {ns}"))
+}
+
+/// The name of the XDP program an interface runs, if any.
+pub fn xdp_program_name(ns: &str, ifname: &str) -> Result<Option<String>> {
+    let v = ip_json(ns, &["link", "show", "dev", ifname])?;
+    Ok(v[0]["xdp"]["prog"]["name"].as_str().map(str::to_string))
+}
+
 /// IPv4 addresses on an interface in a namespace.
 pub fn ipv4_addresses(ns: &str, ifname: &str) -> Result<Vec<Ipv4Addr>> {
     addresses(ns, ifname, "-4")

@@ -127,3 +127,63 @@ pub fn moved(delta: &[u64; counters::COUNT]) -> Vec<(&'static str, u64)> {
         .map(|(i, d)| (counters::NAMES[i], *d))
         .collect()
 }
+
+/// Loads a minimal XDP program (`return XDP_PASS`) named `name` with the raw bpf(2) syscall:
+/// the stand-in for somebody else's program already attached to an interface.
+pub fn load_foreign_program(name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+
+    /// The head of `union bpf_attr` for BPF_PROG_LOAD.
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    // r0 = 2 (XDP_PASS); exit
+    let insns: [u8; 16] = [0xb7, 0, 0, 0, 2, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let license = c"GPL";
+    let mut prog_name = [0u8; 16];
+    for (slot, b) in prog_name.iter_mut().zip(name.bytes().take(15)) {
+        *slot = b;
+    }
+    let attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: 2,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+        prog_ifindex: 0,
+        expected_attach_type: 0,
+    };
+    // SAFETY: attr and the buffers it points to outlive the call; the size is the struct's.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &raw const attr,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}

@@ -16,28 +16,6 @@ use vrrp_lab::{
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// Starts r1 at priority 200 and r2 at 100, and waits for r1 MASTER / r2 BACKUP.
-fn elected_pair(lab: &Lab, advert_int: &str) -> (vrrp_lab::Agent, vrrp_lab::Agent) {
-    let master = lab
-        .spawn_agent(lab.router(0), &single_instance_config(200, advert_int))
-        .expect("start r1");
-    let backup = lab
-        .spawn_agent(lab.router(1), &single_instance_config(100, advert_int))
-        .expect("start r2");
-    assert!(
-        master.wait_state(State::Master, 10 * SEC).is_some(),
-        "r1 never became MASTER"
-    );
-    // r2 is BACKUP and has heard r1.
-    let heard = backup.wait_backup_of(Some(lab.router(0).addr.into()), 5 * SEC);
-    assert!(
-        heard.is_some(),
-        "r2 is not a BACKUP of r1: {:?}",
-        backup.status()
-    );
-    (master, backup)
-}
-
 /// Asks for the VIP's MAC with a crafted ARP request from the client.
 fn arp_for_vip(lab: &Lab) -> Option<[u8; 6]> {
     let cap = lab.capture(&lab.client).expect("client capture");
@@ -61,7 +39,7 @@ fn higher_priority_becomes_master_holds_the_vip_and_answers_arp() {
         return;
     }
     let lab = Lab::new("elect", 2).expect("lab");
-    let (master, backup) = elected_pair(&lab, "0.1");
+    let (master, backup) = lab.elected_pair("0.1");
     assert!(
         lab.addresses(lab.router(0)).unwrap().contains(&VIP),
         "MASTER does not hold the VIP"
@@ -94,7 +72,7 @@ fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
         return;
     }
     let lab = Lab::new("sigkill", 2).expect("lab");
-    let (mut master, backup) = elected_pair(&lab, "0.1");
+    let (mut master, backup) = lab.elected_pair("0.1");
     // The client learns the VIP -> r1 through its own ARP resolution.
     lab.client_poke(VIP).unwrap();
     let learned = wait_for(3 * SEC, Duration::from_millis(20), || {
@@ -179,7 +157,7 @@ fn sigterm_of_the_master_hands_over_after_skew_time() {
     }
     let lab = Lab::new("sigterm", 2).expect("lab");
     // 0.5 s adverts: master-down is 1.80 s, skew 0.30 s, so the two paths are far apart.
-    let (mut master, backup) = elected_pair(&lab, "0.5");
+    let (mut master, backup) = lab.elected_pair("0.5");
     let master_down = Duration::from_nanos(timers::master_down_ns(3, 100, 50));
     let skew = Duration::from_nanos(timers::skew_ns(3, 100, 50));
 

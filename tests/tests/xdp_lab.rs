@@ -1,0 +1,212 @@
+//! The dataplane on real packets in the namespace lab: who answers ARP for the VIP when agents
+//! crash, hang, restart or are flooded, and how the XDP attachment treats what it finds.
+
+use std::time::{Duration, Instant};
+
+use vrrp_agent::{dataplane::XdpMode, election::State, packet::Advert};
+use vrrp_common::timers;
+use vrrp_lab::{Lab, VIP, frames, mac_string, require_root, single_instance_config, wait_for};
+
+const SEC: Duration = Duration::from_secs(1);
+const WINDOW: Duration = Duration::from_millis(300);
+
+fn macs(list: &[[u8; 6]]) -> Vec<String> {
+    list.iter().map(mac_string).collect()
+}
+
+#[test]
+fn an_unrelated_xdp_program_is_reported_not_replaced() {
+    if !require_root("an_unrelated_xdp_program_is_reported_not_replaced") {
+        return;
+    }
+    let lab = Lab::new("foreignxdp", 1).expect("lab");
+    lab.attach_foreign_xdp(lab.router(0), "their_xdp").unwrap();
+    let refused = lab.spawn_agent(lab.router(0), &single_instance_config(100, "0.1"));
+    let error = match refused {
+        Ok(agent) => panic!(
+            "the agent ran over a foreign XDP program:\n{}",
+            agent.log_text()
+        ),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("already runs another XDP program (their_xdp"),
+        "the refusal does not name the program:\n{error}"
+    );
+    assert_eq!(
+        lab.xdp_program_name(lab.router(0)).unwrap().as_deref(),
+        Some("their_xdp"),
+        "the foreign program was replaced"
+    );
+}
+
+#[test]
+fn a_restarted_agent_replaces_what_a_crashed_one_left_and_a_clean_stop_detaches() {
+    if !require_root("a_restarted_agent_replaces_what_a_crashed_one_left_and_a_clean_stop_detaches")
+    {
+        return;
+    }
+    let lab = Lab::new("restart", 2).expect("lab");
+    let (mut master, backup) = lab.elected_pair("0.1");
+    master.signal(libc::SIGKILL);
+    master.wait_exit(5 * SEC);
+    assert_eq!(
+        lab.xdp_program_name(lab.router(0)).unwrap().as_deref(),
+        Some("vrrp_xdp"),
+        "the XDP program should outlive the agent to fence the node"
+    );
+    assert!(backup.wait_state(State::Master, 3 * SEC).is_some());
+
+    // Restarted below r2's priority: it must come up BACKUP, adopting the interface.
+    let mut restarted = lab
+        .spawn_agent(lab.router(0), &single_instance_config(50, "0.1"))
+        .expect("restart r1");
+    assert!(
+        restarted
+            .log_text()
+            .contains("replacing the XDP program a previous vrrp-agent left"),
+        "{}",
+        restarted.log_text()
+    );
+    let heard = restarted.wait_backup_of(Some(lab.router(1).addr.into()), 3 * SEC);
+    assert!(heard.is_some(), "{:?}", restarted.status());
+    assert_eq!(
+        lab.arp_answerers(VIP, WINDOW).unwrap(),
+        vec![lab.router(1).mac],
+        "only the master answers for the VIP"
+    );
+
+    // A clean stop takes the program off the interface at once.
+    restarted.signal(libc::SIGTERM);
+    assert!(restarted.wait_exit(5 * SEC).is_some());
+    assert_eq!(lab.xdp_program_name(lab.router(0)).unwrap(), None);
+}
+
+#[test]
+fn a_stopped_backup_agent_stays_backup_when_it_resumes() {
+    if !require_root("a_stopped_backup_agent_stays_backup_when_it_resumes") {
+        return;
+    }
+    let lab = Lab::new("stopbackup", 2).expect("lab");
+    let (master, backup) = lab.elected_pair("0.1");
+    let watch = lab.capture(&lab.client).unwrap();
+    // Stopped for three master-down intervals while the master keeps advertising.
+    backup.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_nanos(3 * timers::master_down_ns(3, 100, 10)));
+    backup.signal(libc::SIGCONT);
+    let r2 = lab.router(1).addr.octets();
+    let advert_from_r2 =
+        watch.wait_incoming(SEC, |f| f.len() > 34 && f[23] == 112 && f[26..30] == r2);
+    assert!(advert_from_r2.is_none(), "the resumed backup advertised");
+    assert_eq!(backup.state(), Some(State::Backup));
+    assert_eq!(master.state(), Some(State::Master));
+    assert!(!lab.addresses(lab.router(1)).unwrap().contains(&VIP));
+}
+
+#[test]
+fn a_hung_master_agent_is_fenced_and_the_pair_converges_when_it_resumes() {
+    if !require_root("a_hung_master_agent_is_fenced_and_the_pair_converges_when_it_resumes") {
+        return;
+    }
+    let lab = Lab::new("hungmaster", 2).expect("lab");
+    let (master, backup) = lab.elected_pair("0.1");
+    let stopped = Instant::now();
+    master.signal(libc::SIGSTOP);
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
+    assert!(
+        backup.wait_state(State::Master, bound + 2 * SEC).is_some(),
+        "r2 did not take over from a hung master"
+    );
+    std::thread::sleep(
+        (stopped + bound + Duration::from_millis(100)).saturating_duration_since(Instant::now()),
+    );
+    // r1 still holds the VIP (its agent is frozen, the lifetime has not run out) and still
+    // believes it is master, but its kernel has stopped answering: one answerer.
+    assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
+    let answerers = lab.arp_answerers(VIP, WINDOW).unwrap();
+    assert_eq!(answerers, vec![lab.router(1).mac], "{:?}", macs(&answerers));
+
+    // Resumed, the higher-priority r1 preempts again and exactly one node answers.
+    master.signal(libc::SIGCONT);
+    let converged = wait_for(3 * SEC, Duration::from_millis(50), || {
+        (master.state() == Some(State::Master) && backup.state() == Some(State::Backup))
+            .then_some(())
+    });
+    assert!(
+        converged.is_some(),
+        "{:?} / {:?}",
+        master.state(),
+        backup.state()
+    );
+    let answerers = lab.arp_answerers(VIP, WINDOW).unwrap();
+    assert_eq!(answerers, vec![lab.router(0).mac], "{:?}", macs(&answerers));
+}
+
+#[test]
+fn floods_of_arp_requests_and_invalid_adverts_do_not_disturb_the_election() {
+    if !require_root("floods_of_arp_requests_and_invalid_adverts_do_not_disturb_the_election") {
+        return;
+    }
+    let lab = Lab::new("flood", 2).expect("lab");
+    let (master, backup) = lab.elected_pair("0.1");
+    let status = master.status().unwrap();
+    assert_eq!(
+        status.instances[0].xdp_mode,
+        XdpMode::Generic,
+        "veth runs generic XDP"
+    );
+
+    let client = lab.capture(&lab.client).unwrap();
+    let arp = frames::arp_request(lab.client.mac, lab.client.addr, VIP);
+    // Claims priority 255 from the client, but with a broken checksum: must not count.
+    let forged = frames::advert_frame(
+        lab.client.mac,
+        lab.client.addr,
+        &Advert::v3(51, 255, 10, vec![VIP]),
+        frames::Flaw::BadChecksum,
+    );
+    const N: u64 = 5000;
+    let (replies, dropped, bad) = (
+        master.instance_counter("arp-replies"),
+        backup.instance_counter("arp-requests-dropped"),
+        backup.instance_counter("checksum-errors"),
+    );
+    let start = Instant::now();
+    for _ in 0..N {
+        client.send(&arp).unwrap();
+        client.send(&forged).unwrap();
+    }
+    eprintln!("sent {} frames in {:?}", 2 * N, start.elapsed());
+    // Counters are read once the flood has drained.
+    let settled = wait_for(5 * SEC, Duration::from_millis(100), || {
+        (master.instance_counter("arp-replies") - replies >= N * 9 / 10).then_some(())
+    });
+    let replies = master.instance_counter("arp-replies") - replies;
+    let dropped = backup.instance_counter("arp-requests-dropped") - dropped;
+    let bad = backup.instance_counter("checksum-errors") - bad;
+    eprintln!(
+        "{replies} ARP replies by r1, {dropped} requests dropped by r2, {bad} forged adverts dropped by r2"
+    );
+    assert!(
+        settled.is_some(),
+        "the master answered only {replies} of {N} ARP requests"
+    );
+    assert!(
+        dropped >= N * 9 / 10,
+        "the backup dropped only {dropped} of {N}"
+    );
+    assert!(
+        bad >= N * 9 / 10,
+        "the backup counted only {bad} of {N} forged adverts"
+    );
+    assert_eq!(master.state(), Some(State::Master));
+    assert_eq!(
+        backup.wait_backup_of(Some(lab.router(0).addr.into()), SEC),
+        Some(lab.router(0).addr.into()),
+        "the backup follows r1 still"
+    );
+    assert_eq!(
+        lab.arp_answerers(VIP, WINDOW).unwrap(),
+        vec![lab.router(0).mac]
+    );
+}
