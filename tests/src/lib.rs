@@ -139,19 +139,6 @@ impl Lab {
             ],
         )?;
         ip(&self.bridge, &["link", "set", &port, "master", "br0", "up"])?;
-        // Native XDP_TX on veth needs NAPI on the peer: GRO on the bridge-side end.
-        let _ = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.bridge,
-                "ethtool",
-                "-K",
-                &port,
-                "gro",
-                "on",
-            ])
-            .output();
         ip(&ns, &["link", "set", "lo", "up"])?;
         ip(&ns, &["addr", "add", &format!("{addr}/24"), "dev", IFNAME])?;
         ip(&ns, &["link", "set", IFNAME, "up"])?;
@@ -167,6 +154,47 @@ impl Lab {
     /// Starts `vrrp-agent -f CONFIG` in a router's namespace.
     pub fn spawn_agent(&self, node: &Node, config: &str) -> Result<Agent> {
         Agent::spawn(&self.dir, node, config)
+    }
+
+    /// Makes the bridge flood every frame to every port (no MAC learning), so a frame sent
+    /// to a MAC reaches every node, not just the one that last used it.
+    pub fn bridge_as_hub(&self) -> Result<()> {
+        ip(
+            &self.bridge,
+            &["link", "set", "br0", "type", "bridge", "ageing_time", "0"],
+        )
+    }
+
+    /// Sends one ICMP echo request from the client and waits for the reply.
+    pub fn client_ping(&self, addr: Ipv4Addr, timeout: Duration) -> Result<bool> {
+        run_in(&self.client.ns, move || -> Result<bool> {
+            // An ICMP datagram ("ping") socket: the kernel fills in the id and checksum. A new
+            // namespace allows it to no group; root's group is enough here.
+            std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0")?;
+            // SAFETY: plain socket(2) call; the result is checked.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            // SAFETY: fd is fresh and owned here.
+            let socket =
+                unsafe { <std::net::UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            socket.set_read_timeout(Some(timeout))?;
+            let echo = [8u8, 0, 0, 0, 0, 0, 0, 1, b'v', b'r', b'r', b'p'];
+            socket.send_to(&echo, (addr, 0))?;
+            let mut buf = [0u8; 64];
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) if n >= 8 && buf[0] == 0 && from.ip() == IpAddr::V4(addr) => {
+                        return Ok(true);
+                    }
+                    Ok(_) => continue,
+                    Err(_) => return Ok(false),
+                }
+            }
+            Ok(false)
+        })?
     }
 
     /// Takes a router's port off the bridge (carrier stays up): a partition.
@@ -229,8 +257,8 @@ impl Lab {
     }
 
     /// Asks for `addr` once from the client (a broadcast ARP request from a raw socket, so
-    /// the client's own neighbour state plays no part) and returns the MACs that answered
-    /// within `window`, in order of arrival.
+    /// the client's own neighbour state plays no part) and returns the MAC of every reply
+    /// that arrived within `window`, in order (two nodes answering with one VMAC show twice).
     pub fn arp_answerers(&self, addr: Ipv4Addr, window: Duration) -> Result<Vec<[u8; 6]>> {
         let capture = self.capture(&self.client)?;
         capture.send(&frames::arp_request(self.client.mac, CLIENT_ADDR, addr))?;
@@ -243,7 +271,7 @@ impl Lab {
             if let Some(arp) = vrrp_agent::packet::Arp::parse_frame(&frame.data)
                 && arp.op == vrrp_agent::packet::ARP_REPLY
                 && arp.spa == addr
-                && !answerers.contains(&arp.sha)
+                && !frame.outgoing
             {
                 answerers.push(arp.sha);
             }

@@ -421,6 +421,31 @@ fn accept_mode_the_master_answers_traffic_to_the_vip() {
 }
 
 #[test]
+fn no_accept_a_non_owner_master_answers_arp_but_drops_traffic_to_the_vip() {
+    if !require_root("no_accept_a_non_owner_master_answers_arp_but_drops_traffic_to_the_vip") {
+        return;
+    }
+    let lab = Lab::new("noaccept", 1).expect("lab");
+    let mut spec = Spec::v3(200, "0.1");
+    spec.extra = "    no_accept\n".into();
+    let agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    assert_eq!(
+        lab.arp_answerers(VIP, Duration::from_millis(300)).unwrap(),
+        vec![lab.router(0).mac],
+        "a no_accept master still answers ARP"
+    );
+    let before = agent.instance_counter("vip-traffic-dropped");
+    assert!(
+        !lab.client_ping(VIP, SEC).unwrap(),
+        "the VIP answered a ping under no_accept"
+    );
+    assert!(agent.instance_counter("vip-traffic-dropped") > before);
+    // Its own address is not a VIP: unaffected.
+    assert!(lab.client_ping(lab.router(0).addr, SEC).unwrap());
+}
+
+#[test]
 fn virtual_routes_follow_the_master() {
     if !require_root("virtual_routes_follow_the_master") {
         return;

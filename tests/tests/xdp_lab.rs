@@ -3,9 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use vrrp_agent::{dataplane::XdpMode, election::State, packet::Advert};
+use vrrp_agent::{
+    dataplane::XdpMode,
+    election::State,
+    packet::{Advert, Arp},
+};
 use vrrp_common::timers;
-use vrrp_lab::{Lab, VIP, frames, mac_string, require_root, single_instance_config, wait_for};
+use vrrp_lab::{
+    Lab, Spec, VIP, frames, mac_string, require_root, single_instance_config, wait_for,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 const WINDOW: Duration = Duration::from_millis(300);
@@ -209,4 +215,105 @@ fn floods_of_arp_requests_and_invalid_adverts_do_not_disturb_the_election() {
         lab.arp_answerers(VIP, WINDOW).unwrap(),
         vec![lab.router(0).mac]
     );
+}
+
+/// Whether a frame is IPv4 from `src` with protocol `proto` and Ethernet source `mac`.
+fn ipv4_from(f: &[u8], src: std::net::Ipv4Addr, proto: u8, mac: [u8; 6]) -> bool {
+    f.len() >= 34
+        && f[12..14] == [8, 0]
+        && f[23] == proto
+        && f[26..30] == src.octets()
+        && f[6..12] == mac
+}
+
+#[test]
+fn use_vmac_the_client_reaches_the_vip_through_the_virtual_mac_across_a_failover() {
+    if !require_root(
+        "use_vmac_the_client_reaches_the_vip_through_the_virtual_mac_across_a_failover",
+    ) {
+        return;
+    }
+    let lab = Lab::new("vmac", 2).expect("lab");
+    // Every frame reaches every node, so the backup sees (and must drop) frames to the VMAC.
+    lab.bridge_as_hub().unwrap();
+    let vmac = [0, 0, 0x5e, 0, 1, 51];
+    let config = |priority| {
+        Spec {
+            extra: "    use_vmac\n".into(),
+            ..Spec::v3(priority, "0.1")
+        }
+        .config()
+    };
+    let client = lab.capture(&lab.client).unwrap();
+    let mut r1 = lab.spawn_agent(lab.router(0), &config(200)).unwrap();
+    let r2 = lab.spawn_agent(lab.router(1), &config(100)).unwrap();
+    assert!(r1.wait_state(State::Master, 5 * SEC).is_some());
+    assert!(
+        r2.wait_backup_of(Some(lab.router(0).addr.into()), 5 * SEC)
+            .is_some()
+    );
+    assert_eq!(
+        r1.status().unwrap().instances[0].vmac.as_deref(),
+        Some("00:00:5e:00:01:33")
+    );
+    let (r1_addr, r2_addr) = (lab.router(0).addr, lab.router(1).addr);
+    let garp_with_vmac = |f: &[u8]| {
+        Arp::parse_frame(f).is_some_and(|a| a.spa == VIP && a.tpa == VIP && a.sha == vmac)
+            && f[6..12] == vmac
+    };
+    assert!(
+        client.wait_incoming(2 * SEC, garp_with_vmac).is_some(),
+        "no GARP from the VMAC"
+    );
+    assert!(
+        client
+            .wait_incoming(SEC, |f| ipv4_from(f, r1_addr, 112, vmac))
+            .is_some(),
+        "r1's adverts do not carry the VMAC"
+    );
+
+    // The client reaches the VIP through the VMAC; replies from the VIP carry it too.
+    assert!(
+        lab.client_ping(VIP, SEC).unwrap(),
+        "no echo reply from the VIP"
+    );
+    assert_eq!(lab.client_neighbour(VIP).unwrap(), Some(vmac));
+    assert!(
+        client
+            .wait_incoming(SEC, |f| ipv4_from(f, VIP, 1, vmac))
+            .is_some(),
+        "echo replies do not come from the VMAC"
+    );
+    assert_eq!(
+        lab.arp_answerers(VIP, WINDOW).unwrap(),
+        vec![vmac],
+        "one ARP answer"
+    );
+    let dropped = r2.instance_counter("vmac-frames-dropped");
+    assert!(
+        dropped > 0,
+        "the backup did not drop frames sent to the VMAC"
+    );
+
+    // Failover: r2 takes the VMAC over; the client's neighbour entry does not even change.
+    r1.signal(libc::SIGKILL);
+    r1.wait_exit(5 * SEC);
+    assert!(r2.wait_state(State::Master, 3 * SEC).is_some());
+    assert!(
+        client.wait_incoming(2 * SEC, garp_with_vmac).is_some(),
+        "no GARP from r2"
+    );
+    assert!(
+        client
+            .wait_incoming(SEC, |f| ipv4_from(f, r2_addr, 112, vmac))
+            .is_some(),
+        "r2's adverts do not carry the VMAC"
+    );
+    assert!(
+        lab.client_ping(VIP, SEC).unwrap(),
+        "no echo reply after the failover"
+    );
+    assert_eq!(lab.client_neighbour(VIP).unwrap(), Some(vmac));
+    // The dead r1's kernel is fenced: exactly one answer for the VIP.
+    assert_eq!(lab.arp_answerers(VIP, WINDOW).unwrap(), vec![vmac]);
 }

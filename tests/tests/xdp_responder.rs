@@ -12,7 +12,8 @@ use vrrp_agent::{
     },
 };
 use vrrp_common::{
-    FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, VipEntry, VipKey, counters, instance_flags, state,
+    FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, VipEntry, VipKey, VmacEntry, VmacKey, counters,
+    instance_flags, state, virtual_mac,
 };
 use vrrp_lab::{
     frames::{Flaw, advert_frame, arp_request, neighbour_solicitation},
@@ -379,4 +380,52 @@ fn observe_mode_passes_counted_adverts_to_the_stack() {
     let (action, _, delta) = run(&mut h, &broken);
     assert_eq!(action, XDP_PASS);
     assert_eq!(delta[counters::CHECKSUM_ERRORS as usize], 1);
+}
+
+#[test]
+fn frames_to_the_vmac_are_taken_while_master_and_dropped_otherwise() {
+    if !require_root("frames_to_the_vmac_are_taken_while_master_and_dropped_otherwise") {
+        return;
+    }
+    let mut h = harness(state::MASTER);
+    let vmac = virtual_mac(FAMILY_IPV4, 51);
+    assert_eq!(vmac, [0, 0, 0x5e, 0, 1, 51]);
+    h.dp.set_vmac(
+        VmacKey {
+            ifindex: IFINDEX,
+            mac: vmac,
+            pad: [0; 2],
+        },
+        VmacEntry {
+            instance: h.key,
+            interface_mac: OUR_MAC,
+            pad: [0; 2],
+        },
+    )
+    .unwrap();
+    beat(&mut h);
+    let mut to_vmac = ipv4_to(VIP);
+    to_vmac[..6].copy_from_slice(&vmac);
+    let taken = expect(&mut h, "to the VMAC, master", &to_vmac, XDP_PASS, None);
+    assert_eq!(
+        taken[..6],
+        OUR_MAC,
+        "rewritten to the interface's MAC for the stack"
+    );
+    assert_eq!(taken[6..], to_vmac[6..], "and nothing else changed");
+
+    // Another router's VMAC is none of our business.
+    let mut other = to_vmac.clone();
+    other[5] = 52;
+    let passed = expect(&mut h, "another VMAC", &other, XDP_PASS, None);
+    assert_eq!(passed, other);
+
+    reconfigure(&mut h, |c| c.state = state::BACKUP);
+    expect(
+        &mut h,
+        "to the VMAC, backup",
+        &to_vmac,
+        XDP_DROP,
+        Some(counters::VMAC_DROPPED),
+    );
 }

@@ -151,6 +151,15 @@ fn render_status(status: &control::Status) -> String {
             master,
             vips.join(",")
         );
+        let vmac = i
+            .vmac
+            .as_ref()
+            .map_or(String::new(), |m| format!("  vmac {m}"));
+        let _ = writeln!(
+            out,
+            "    xdp {}{vmac}",
+            format!("{:?}", i.xdp_mode).to_lowercase()
+        );
         render_counters(&mut out, &i.counters);
     }
     out.push_str("dataplane (all interfaces):\n");

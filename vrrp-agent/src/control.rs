@@ -58,6 +58,9 @@ pub struct InstanceStatus {
     pub interface: String,
     /// How XDP is attached there.
     pub xdp_mode: XdpMode,
+    /// The virtual MAC it answers with under `use_vmac`.
+    #[serde(default)]
+    pub vmac: Option<String>,
     /// Its VRID.
     pub vrid: u8,
     /// RFC state.

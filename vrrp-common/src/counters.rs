@@ -70,8 +70,11 @@ pub const VIP_TRAFFIC_DROPPED: u32 = 27;
 /// Our own adverts seen leaving by the egress program (each refreshes the heartbeat).
 pub const ADVERTS_SENT: u32 = 28;
 
+/// Frames to a virtual MAC this node must not accept (not the active master): dropped.
+pub const VMAC_DROPPED: u32 = 29;
+
 /// Number of counters.
-pub const COUNT: usize = 29;
+pub const COUNT: usize = 30;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -104,4 +107,5 @@ pub const NAMES: [&str; COUNT] = [
     "nd-solicits-dropped",
     "vip-traffic-dropped",
     "adverts-sent",
+    "vmac-frames-dropped",
 ];

@@ -116,6 +116,43 @@ pub mod instance_flags {
     /// Observe mode: valid adverts are accounted and then passed on to the stack, so a
     /// packet capture on the host still sees them.
     pub const OBSERVE: u8 = 2;
+    /// `use_vmac`: the instance answers with the VRRP virtual MAC; frames to it are accepted
+    /// while active master and dropped otherwise; our adverts leave with it as source.
+    pub const USE_VMAC: u8 = 4;
+    /// `vmac_xmit_base`: adverts keep the interface's own MAC as source.
+    pub const VMAC_XMIT_BASE: u8 = 8;
+}
+
+/// The VRRP virtual MAC of a router (RFC 9568 7.3): 00-00-5E-00-01-{VRID} for IPv4,
+/// 00-00-5E-00-02-{VRID} for IPv6.
+pub const fn virtual_mac(family: u8, vrid: u8) -> [u8; 6] {
+    let kind = if family == FAMILY_IPV6 { 2 } else { 1 };
+    [0, 0, 0x5e, 0, kind, vrid]
+}
+
+/// Key of the kernel's VMAC map: a virtual MAC on an interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VmacKey {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The virtual MAC.
+    pub mac: [u8; 6],
+    /// Explicit padding.
+    pub pad: [u8; 2],
+}
+
+/// Value of the kernel's VMAC map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmacEntry {
+    /// The instance that owns the virtual MAC.
+    pub instance: InstanceKey,
+    /// The interface's own MAC, which frames to the VMAC are rewritten to on the way in (so
+    /// the stack takes them as addressed to this host).
+    pub interface_mac: [u8; 6],
+    /// Explicit padding.
+    pub pad: [u8; 2],
 }
 
 /// Key of the kernel's VIP map: one virtual address on the interface it lives on.
@@ -261,4 +298,6 @@ mod pod {
     unsafe impl aya::Pod for super::AddressList {}
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipEntry {}
+    unsafe impl aya::Pod for super::VmacKey {}
+    unsafe impl aya::Pod for super::VmacEntry {}
 }

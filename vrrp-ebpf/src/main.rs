@@ -5,6 +5,7 @@
 #![no_main]
 
 mod csum;
+mod egress;
 mod frame;
 mod packet;
 mod vip;
@@ -22,7 +23,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use vrrp_common::{
-    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey, VmacEntry,
+    VmacKey,
     advert_rule::{self, Local, Verdict},
     counters, event, instance_flags, seen_flags, state, timers,
 };
@@ -62,6 +64,10 @@ static INSTANCE_COUNTERS: PerCpuHashMap<InstanceKey, [u64; counters::COUNT], 102
 #[btf_map]
 pub(crate) static VIPS: HashMap<VipKey, VipEntry, 8192> = HashMap::new();
 
+/// The virtual MACs of `use_vmac` instances, written by the agent.
+#[btf_map]
+pub(crate) static VMACS: HashMap<VmacKey, VmacEntry, 1024> = HashMap::new();
+
 /// When each instance's latest advert left this host (CLOCK_MONOTONIC ns), stamped by the
 /// egress program (or by the agent where it cannot attach). A master whose heartbeat is older
 /// than three intervals stops answering for its VIPs.
@@ -93,6 +99,9 @@ const CLOCK_MONOTONIC: u64 = 1;
 
 #[xdp]
 pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
+    if vip::vmac_ingress(&ctx) == xdp_action::XDP_DROP {
+        return xdp_action::XDP_DROP;
+    }
     match vrrp(&ctx) {
         NOT_VRRP => vip::handle(&ctx),
         action => action,
@@ -135,25 +144,11 @@ fn absorb_or_observe(ctx: &XdpContext, advert: &Advert, action: u32) -> u32 {
     }
 }
 
-/// TC egress: stamps an instance's heartbeat when one of our own adverts leaves, so the XDP
-/// side knows the agent is alive and advertising without the agent doing anything extra.
+/// TC egress: stamps the heartbeat when our own adverts leave and gives `use_vmac`
+/// instances' frames their virtual MAC as source. See [`egress`].
 #[classifier]
 pub fn vrrp_tc_egress(ctx: TcContext) -> i32 {
-    if let Parsed::Vrrp(advert) = packet::parse(&ctx) {
-        // SAFETY: the context's skb pointer is valid for this program run.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        let key = InstanceKey::new(ifindex, advert.family, advert.vrid);
-        if let Some(cfg) = CONFIG.get_ptr(key) {
-            // SAFETY: map value pointer valid for this run.
-            let primary = unsafe { (*cfg).primary };
-            if csum::same_address(&primary, &advert.src) {
-                // SAFETY: helper without preconditions.
-                let now = unsafe { bpf_ktime_get_ns() };
-                let _ = HEARTBEAT.insert(key, now, BPF_ANY as u64);
-                count_for(&key, counters::ADVERTS_SENT);
-            }
-        }
-    }
+    egress::handle(&ctx);
     TC_ACT_OK
 }
 

@@ -17,11 +17,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use vrrp_common::{
-    FAMILY_IPV4, FAMILY_IPV6, InstanceKey, VipKey, counters, instance_flags, state, timers,
+    FAMILY_IPV4, FAMILY_IPV6, InstanceKey, VipKey, VmacKey, counters, instance_flags, state, timers,
 };
 
 use crate::{
-    CONFIG, HEARTBEAT, VIPS, count_for,
+    CONFIG, HEARTBEAT, VIPS, VMACS, count_for,
     csum::fold,
     frame::{Frame, bytes},
     packet::{ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPV6_HLEN},
@@ -99,17 +99,24 @@ fn lookup(ctx: &XdpContext, family: u8, addr: [u8; 16]) -> Vip {
     let entry = unsafe { *entry };
     vip.instance = entry.instance;
     vip.mac = entry.mac;
-    vip.standing = Standing::Silent;
-    let Some(cfg) = CONFIG.get_ptr(entry.instance) else {
-        return vip;
+    vip.standing = standing(&entry.instance);
+    vip
+}
+
+/// How this node stands towards an instance's addresses: active only while the instance is
+/// MASTER and its heartbeat is younger than three advertisement intervals.
+#[inline(always)]
+fn standing(instance: &InstanceKey) -> Standing {
+    let Some(cfg) = CONFIG.get_ptr(instance) else {
+        return Standing::Silent;
     };
-    // SAFETY: as above.
+    // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let cfg = unsafe { *cfg };
     if cfg.state != state::MASTER {
-        return vip;
+        return Standing::Silent;
     }
-    let Some(beat) = HEARTBEAT.get_ptr(entry.instance) else {
-        return vip;
+    let Some(beat) = HEARTBEAT.get_ptr(instance) else {
+        return Standing::Silent;
     };
     // SAFETY: as above.
     let beat = unsafe { *beat };
@@ -117,15 +124,52 @@ fn lookup(ctx: &XdpContext, family: u8, addr: [u8; 16]) -> Vip {
     let now = unsafe { bpf_ktime_get_ns() };
     let fence_ns = 3 * cfg.interval_cs as u64 * timers::NS_PER_CS;
     if now.saturating_sub(beat) >= fence_ns {
-        return vip;
+        return Standing::Silent;
     }
-    vip.standing = if cfg.flags & instance_flags::NO_ACCEPT != 0 && cfg.priority != 255 {
+    if cfg.flags & instance_flags::NO_ACCEPT != 0 && cfg.priority != 255 {
         Standing::ActiveNoAccept
     } else {
         Standing::Active
-    };
-    vip
+    }
 }
+
+/// `use_vmac` on the way in: a frame to one of our virtual MACs is rewritten to the
+/// interface's own MAC (so the stack takes it as addressed to this host) while the instance
+/// is active, and dropped otherwise. Returns XDP_DROP, or [`CONTINUE`] to go on.
+#[inline(never)]
+pub fn vmac_ingress(ctx: &XdpContext) -> u32 {
+    let Some(dst) = bytes::<6>(ctx, 0) else {
+        return CONTINUE;
+    };
+    // Only 00-00-5E-00-01-xx and 00-00-5E-00-02-xx can be VMACs: skip the lookup otherwise.
+    if dst[0] != 0 || dst[1] != 0 || dst[2] != 0x5e || dst[3] != 0 || (dst[4] != 1 && dst[4] != 2) {
+        return CONTINUE;
+    }
+    let key = VmacKey {
+        ifindex: ctx.ingress_ifindex() as u32,
+        mac: dst,
+        pad: [0; 2],
+    };
+    let Some(entry) = VMACS.get_ptr(key) else {
+        return CONTINUE;
+    };
+    // SAFETY: a map value pointer returned by lookup is valid for this program run.
+    let entry = unsafe { *entry };
+    if standing(&entry.instance) == Standing::Silent {
+        count_for(&entry.instance, counters::VMAC_DROPPED);
+        return xdp_action::XDP_DROP;
+    }
+    let start = ctx.start();
+    if start + 6 > ctx.end() {
+        return CONTINUE;
+    }
+    // SAFETY: the six bytes written are bounds-checked just above.
+    unsafe { put(start, entry.interface_mac) };
+    CONTINUE
+}
+
+/// What [`vmac_ingress`] returns to let the frame go on (not an XDP action).
+pub const CONTINUE: u32 = u32::MAX;
 
 /// An ARP request for a VIP: answered in place while active, dropped while silent.
 #[inline(always)]
@@ -362,7 +406,7 @@ fn is_unspecified(a: &[u8; 16]) -> bool {
 
 /// An IPv4 address in the 16-byte key form.
 #[inline(always)]
-fn v4_key(a: [u8; 4]) -> [u8; 16] {
+pub fn v4_key(a: [u8; 4]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[0] = a[0];
     out[1] = a[1];
@@ -373,7 +417,7 @@ fn v4_key(a: [u8; 4]) -> [u8; 16] {
 
 /// Writes `N` bytes at an address the caller has bounds-checked.
 #[inline(always)]
-unsafe fn put<const N: usize>(at: usize, value: [u8; N]) {
+pub unsafe fn put<const N: usize>(at: usize, value: [u8; N]) {
     // SAFETY: the caller guarantees `at..at + N` lies inside the packet.
     unsafe { core::ptr::write_unaligned(at as *mut [u8; N], value) };
 }

@@ -39,6 +39,8 @@ impl Builder {
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             accept: true,
+            use_vmac: false,
+            vmac_xmit_base: false,
         };
         let mut version = None;
         let mut nopreempt_at = None;
@@ -115,6 +117,21 @@ impl Builder {
                 "no_accept" => {
                     self.no_args(st);
                     instance.accept = false;
+                }
+                // keepalived names the macvlan it creates (default vrrp.VRID); the dataplane
+                // needs no interface, so the name is accepted and has no effect.
+                "use_vmac" => {
+                    if let Some(extra) = st.args.get(1) {
+                        self.errors.push(Diagnostic::new(
+                            &extra.location,
+                            "`use_vmac` takes at most one value (the VMAC interface name)",
+                        ));
+                    }
+                    instance.use_vmac = true;
+                }
+                "vmac_xmit_base" => {
+                    self.no_args(st);
+                    instance.vmac_xmit_base = true;
                 }
                 _ => self.unknown(st, "in vrrp_instance"),
             }

@@ -173,6 +173,10 @@ pub struct Instance {
     /// `accept` (keepalived's default without `vrrp_strict`) or `no_accept`: whether a master
     /// that does not own the addresses (priority below 255) accepts traffic sent to them.
     pub accept: bool,
+    /// `use_vmac`: answer with the VRRP virtual MAC (done in the dataplane, no macvlan).
+    pub use_vmac: bool,
+    /// `vmac_xmit_base`: with `use_vmac`, adverts keep the interface's own MAC as source.
+    pub vmac_xmit_base: bool,
 }
 
 impl Instance {

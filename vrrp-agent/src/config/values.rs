@@ -12,10 +12,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "it forces strict RFC compliance (no unicast, no auth, no_accept, ...)",
     ),
     (
-        "use_vmac",
-        "it moves the instance onto a macvlan with the VRRP virtual MAC",
-    ),
-    (
         "track_interface",
         "it changes priority or causes FAULT on other interfaces' state",
     ),

@@ -19,8 +19,8 @@ use tokio::{
     sync::mpsc,
 };
 use vrrp_common::{
-    AddressList, FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, VipEntry, VipKey, auth,
-    event, instance_flags, seen_flags,
+    AddressList, FAMILY_IPV4, FAMILY_IPV6, InstanceConfig, InstanceKey, VipEntry, VipKey,
+    VmacEntry, VmacKey, auth, event, instance_flags, seen_flags, virtual_mac,
 };
 
 use crate::{
@@ -152,9 +152,28 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             advert_int_cs: ic.advert_int_cs,
             primary,
         });
+        // use_vmac: the instance's interface answers with the virtual MAC. The NIC must
+        // deliver frames sent to it (unicast filter); the kernel programs do the rest.
+        let vmac = ic.use_vmac.then(|| virtual_mac(family, ic.vrid));
+        let own_mac = vmac.unwrap_or(iface.mac);
+        if let Some(vmac) = vmac {
+            netlink.add_unicast_filter(iface.index, vmac).await?;
+            dataplane.set_vmac(
+                VmacKey {
+                    ifindex: iface.index,
+                    mac: vmac,
+                    pad: [0; 2],
+                },
+                VmacEntry {
+                    instance: key,
+                    interface_mac: iface.mac,
+                    pad: [0; 2],
+                },
+            )?;
+        }
         let mut held = Vec::new();
         let mut announcers = BTreeMap::new();
-        announcers.insert(iface.index, Announcer::open(&iface)?);
+        announcers.insert(iface.index, Announcer::open(&iface)?.with_mac(own_mac));
         for vip in ic.all_addresses() {
             let index = match &vip.dev {
                 Some(dev) => {
@@ -171,7 +190,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                     }
                     (other.index, other.mac)
                 }
-                None => (iface.index, iface.mac),
+                None => (iface.index, own_mac),
             };
             let (ifindex, mac) = index;
             dataplane.set_vip(
@@ -295,8 +314,18 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     tracing::info!("shutting down");
     for i in 0..daemon.instances.len() {
         daemon.handle(i, Input::Shutdown).await;
-        let key = daemon.instances[i].key;
-        daemon.dataplane.remove_instance(&key);
+        let instance = &daemon.instances[i];
+        daemon.dataplane.remove_instance(&instance.key);
+        if instance.config.use_vmac {
+            let vmac = virtual_mac(instance.key.family, instance.key.vrid);
+            if let Err(e) = daemon
+                .netlink
+                .remove_unicast_filter(instance.iface.index, vmac)
+                .await
+            {
+                tracing::warn!(instance = %instance.config.name, error = %e, "VMAC filter");
+            }
+        }
     }
     daemon.dataplane.detach(&daemon.netlink).await;
     let _ = std::fs::remove_file(&control_socket);
@@ -370,6 +399,12 @@ impl Instance {
         if self.observe {
             flags |= instance_flags::OBSERVE;
         }
+        if self.config.use_vmac {
+            flags |= instance_flags::USE_VMAC;
+        }
+        if self.config.vmac_xmit_base {
+            flags |= instance_flags::VMAC_XMIT_BASE;
+        }
         flags
     }
 
@@ -378,6 +413,13 @@ impl Instance {
             name: self.config.name.clone(),
             interface: self.iface.name.clone(),
             xdp_mode: self.xdp_mode,
+            vmac: self.config.use_vmac.then(|| {
+                let m = virtual_mac(self.key.family, self.key.vrid);
+                format!(
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    m[0], m[1], m[2], m[3], m[4], m[5]
+                )
+            }),
             vrid: self.config.vrid,
             state: self.election.state(),
             effective_priority: self.election.params().priority,

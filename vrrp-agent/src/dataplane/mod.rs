@@ -22,7 +22,8 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use vrrp_common::{
-    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey, counters,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey, VmacEntry,
+    VmacKey, counters,
 };
 
 use crate::net::link::Netlink;
@@ -51,6 +52,7 @@ pub struct Dataplane {
     seen: HashMap<MapData, InstanceKey, AdvertSeen>,
     address_lists: HashMap<MapData, InstanceKey, AddressList>,
     vips: HashMap<MapData, VipKey, VipEntry>,
+    vmacs: HashMap<MapData, VmacKey, VmacEntry>,
     heartbeat: HashMap<MapData, InstanceKey, u64>,
     counters: PerCpuArray<MapData, u64>,
     instance_counters: PerCpuHashMap<MapData, InstanceKey, [u64; counters::COUNT]>,
@@ -108,6 +110,7 @@ impl Dataplane {
         let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
         let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
         let vips = HashMap::try_from(take(&mut ebpf, "VIPS")?)?;
+        let vmacs = HashMap::try_from(take(&mut ebpf, "VMACS")?)?;
         let heartbeat = HashMap::try_from(take(&mut ebpf, "HEARTBEAT")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
         let instance_counters = PerCpuHashMap::try_from(take(&mut ebpf, "INSTANCE_COUNTERS")?)?;
@@ -126,6 +129,7 @@ impl Dataplane {
             seen,
             address_lists,
             vips,
+            vmacs,
             heartbeat,
             counters,
             instance_counters,
@@ -149,10 +153,11 @@ impl Dataplane {
             }
         };
         pin::clear(&dir);
-        let maps: [(&str, &MapData); 6] = [
+        let maps: [(&str, &MapData); 7] = [
             ("CONFIG", self.config.map()),
             ("SEEN", self.seen.map()),
             ("VIPS", self.vips.map()),
+            ("VMACS", self.vmacs.map()),
             ("HEARTBEAT", self.heartbeat.map()),
             ("ADDRESS_LISTS", self.address_lists.map()),
             ("INSTANCE_COUNTERS", self.instance_counters.map()),
@@ -297,22 +302,21 @@ impl Dataplane {
             .context("writing the VIP map")
     }
 
+    /// Registers a `use_vmac` instance's virtual MAC on an interface.
+    pub fn set_vmac(&mut self, key: VmacKey, entry: VmacEntry) -> Result<()> {
+        self.vmacs
+            .insert(key, entry, 0)
+            .context("writing the VMAC map")
+    }
+
     /// Forgets an instance (adverts for it are then passed on as unknown VRIDs) and its VIPs.
     pub fn remove_instance(&mut self, key: &InstanceKey) {
         let _ = self.config.remove(key);
         let _ = self.address_lists.remove(key);
         let _ = self.instance_counters.remove(key);
         let _ = self.heartbeat.remove(key);
-        let theirs: Vec<VipKey> = self
-            .vips
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .filter(|(_, v)| v.instance == *key)
-            .map(|(k, _)| k)
-            .collect();
-        for vip in theirs {
-            let _ = self.vips.remove(&vip);
-        }
+        remove_where(&mut self.vips, |v| v.instance == *key);
+        remove_where(&mut self.vmacs, |v| v.instance == *key);
     }
 
     /// The latest counted advert of an instance.
@@ -374,6 +378,22 @@ impl Dataplane {
     /// Takes the event stream (once).
     pub fn take_events(&mut self) -> Option<Events> {
         self.events.take()
+    }
+}
+
+/// Removes every entry whose value matches.
+fn remove_where<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    matches: impl Fn(&V) -> bool,
+) {
+    let doomed: Vec<K> = map
+        .iter()
+        .filter_map(|entry| entry.ok())
+        .filter(|(_, v)| matches(v))
+        .map(|(k, _)| k)
+        .collect();
+    for key in doomed {
+        let _ = map.remove(&key);
     }
 }
 

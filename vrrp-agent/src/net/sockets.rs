@@ -167,6 +167,12 @@ impl Announcer {
         })
     }
 
+    /// Announces with `mac` (the VMAC under `use_vmac`) instead of the interface's MAC.
+    pub fn with_mac(mut self, mac: [u8; 6]) -> Self {
+        self.mac = mac;
+        self
+    }
+
     /// Announces that this node now holds `address`.
     pub fn announce(&self, address: IpAddr) -> io::Result<()> {
         let frame = match address {

@@ -10,8 +10,9 @@ use std::os::fd::RawFd;
 
 use anyhow::{Context as _, Result, anyhow};
 use futures::TryStreamExt as _;
-use rtnetlink::packet_route::link::{
-    InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp, XdpAttached,
+use rtnetlink::packet_route::{
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp, XdpAttached},
+    neighbour::NeighbourFlags,
 };
 
 use super::link::Netlink;
@@ -140,5 +141,37 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| anyhow!("{e}"))
+    }
+}
+
+impl Netlink {
+    /// Adds `mac` to the interface's unicast filter (`bridge fdb add MAC dev IF self
+    /// permanent`), so the NIC delivers frames sent to a VMAC.
+    pub async fn add_unicast_filter(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let result = self
+            .handle()
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(NeighbourFlags::Own)
+            .replace()
+            .execute()
+            .await;
+        result.map_err(|e| anyhow!("adding the VMAC to the unicast filter: {e}"))
+    }
+
+    /// Removes `mac` from the interface's unicast filter.
+    pub async fn remove_unicast_filter(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let mut request = self
+            .handle()
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(NeighbourFlags::Own);
+        let message = request.message_mut().clone();
+        self.handle()
+            .neighbours()
+            .del(message)
+            .execute()
+            .await
+            .map_err(|e| anyhow!("removing the VMAC from the unicast filter: {e}"))
     }
 }
