@@ -5,6 +5,8 @@
 
 use crate::state;
 
+pub mod vectors;
+
 /// What a valid advert for a configured instance means for that instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

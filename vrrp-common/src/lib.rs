@@ -256,6 +256,29 @@ impl Default for AddressList {
     }
 }
 
+/// The agent's read-only view of the kernel-private per-instance state (`KERNEL_STATE`): the
+/// same layout, with the `bpf_timer` as opaque words (the kernel zeroes them on lookup).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStateView {
+    /// The `bpf_timer` (opaque).
+    pub timer: [u64; 2],
+    /// The agent generation the timer was armed for.
+    pub generation: u32,
+    /// 1 once the timer is initialised.
+    pub timer_ready: u32,
+    /// When LOWER_PRIORITY was last raised.
+    pub last_reassert_ns: u64,
+    /// When `preempt_delay` started.
+    pub lower_since_ns: u64,
+    /// The generation `lower_since_ns` belongs to.
+    pub lower_generation: u32,
+    /// Explicit padding.
+    pub pad: u32,
+    /// When the master-down timer was last set to fire (CLOCK_MONOTONIC ns).
+    pub master_down_at_ns: u64,
+}
+
 /// Kinds of [`Event`] the kernel raises.
 pub mod event {
     /// The first counted advert of a generation, or one from a new source.
@@ -300,4 +323,5 @@ mod pod {
     unsafe impl aya::Pod for super::VipEntry {}
     unsafe impl aya::Pod for super::VmacKey {}
     unsafe impl aya::Pod for super::VmacEntry {}
+    unsafe impl aya::Pod for super::KernelStateView {}
 }

@@ -93,7 +93,14 @@ struct KernelState {
     lower_since_ns: u64,
     lower_generation: u32,
     pad2: u32,
+    /// When the timer was last set to fire: what the agent (and the tests) can read back.
+    master_down_at_ns: u64,
 }
+
+// The agent reads KERNEL_STATE through `KernelStateView`: same size, same layout.
+const _: () = assert!(
+    core::mem::size_of::<KernelState>() == core::mem::size_of::<vrrp_common::KernelStateView>()
+);
 
 const CLOCK_MONOTONIC: u64 = 1;
 
@@ -225,11 +232,13 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         Verdict::ResetTimer => arm_master_down(
             &key,
             cfg.generation,
+            now,
             timers::master_down_ns(cfg.version, cfg.priority, advert.interval_cs),
         ),
         Verdict::SkewTimer => arm_master_down(
             &key,
             cfg.generation,
+            now,
             timers::skew_ns(cfg.version, cfg.priority, advert.interval_cs),
         ),
         _ => {}
@@ -328,14 +337,16 @@ fn kernel_state(key: &InstanceKey) -> Option<*mut KernelState> {
         lower_since_ns: 0,
         lower_generation: 0,
         pad2: 0,
+        master_down_at_ns: 0,
     };
     // Creating the entry fails harmlessly when it exists already.
     let _ = KERNEL_STATE.insert(key, &fresh, BPF_NOEXIST as u64);
     KERNEL_STATE.get_ptr_mut(key)
 }
 
-/// (Re)arms the instance's master-down timer to fire `after_ns` from now.
-fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
+/// (Re)arms the instance's master-down timer to fire `after_ns` after `now` (the advert's
+/// timestamp).
+fn arm_master_down(key: &InstanceKey, generation: u32, now: u64, after_ns: u64) {
     let Some(slot) = kernel_state(key) else {
         return;
     };
@@ -344,6 +355,7 @@ fn arm_master_down(key: &InstanceKey, generation: u32, after_ns: u64) {
     // there first, which is fine); every counted advert only restarts it.
     unsafe {
         (*slot).generation = generation;
+        (*slot).master_down_at_ns = now + after_ns;
         let timer = &raw mut (*slot).timer;
         if (*slot).timer_ready == 0 {
             bpf_timer_init(

@@ -22,8 +22,8 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use vrrp_common::{
-    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey, VmacEntry,
-    VmacKey, counters,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, KernelStateView, VipEntry, VipKey,
+    VmacEntry, VmacKey, counters,
 };
 
 use crate::net::link::Netlink;
@@ -317,6 +317,17 @@ impl Dataplane {
         let _ = self.heartbeat.remove(key);
         remove_where(&mut self.vips, |v| v.instance == *key);
         remove_where(&mut self.vmacs, |v| v.instance == *key);
+    }
+
+    /// When the kernel's master-down timer of an instance was last set to fire.
+    pub fn master_down_at(&self, key: &InstanceKey) -> Option<u64> {
+        let map = self.ebpf.map("KERNEL_STATE")?;
+        let state: HashMap<&MapData, InstanceKey, KernelStateView> = HashMap::try_from(map).ok()?;
+        state
+            .get(key, 0)
+            .ok()
+            .map(|s| s.master_down_at_ns)
+            .filter(|&at| at != 0)
     }
 
     /// The latest counted advert of an instance.

@@ -291,3 +291,65 @@ fn a_master_renews_its_addresses_every_second() {
         "a backup that hears a master renews nothing"
     );
 }
+
+/// The shared accept-rule table (`vrrp_common::advert_rule::vectors`), through the election
+/// state machine: each verdict judged by what the election does.
+#[test]
+fn the_election_agrees_with_the_shared_vector_table() {
+    use vrrp_common::{
+        advert_rule::{
+            Verdict,
+            vectors::{LOCAL_PRIMARY, LOCAL_PRIORITY, VECTORS},
+        },
+        state, timers,
+    };
+    let interval: u16 = 100;
+    for case in VECTORS {
+        let mut e = Election::new(Params {
+            primary: Ipv4Addr::from(LOCAL_PRIMARY).into(),
+            ..params(LOCAL_PRIORITY, case.preempt)
+        });
+        e.handle(Input::Startup, 0);
+        let mut now = SEC;
+        if case.state == state::MASTER {
+            now = e.next_wakeup().expect("master-down timer");
+            e.handle(Input::Timer, now);
+            assert_eq!(e.state(), State::Master, "{}", case.name);
+        }
+        let before = e.master_down_at();
+        let at = now + 10 * MS;
+        let seen = AdvertSeen {
+            src: Ipv4Addr::from(case.src).into(),
+            priority: case.priority,
+            interval_cs: interval,
+            at,
+        };
+        let actions = e.handle(Input::Advert(seen), at);
+        let sent = actions
+            .iter()
+            .any(|a| matches!(a, Action::SendAdvert { .. }));
+        match case.expect {
+            Verdict::ResetTimer => assert_eq!(
+                e.master_down_at(),
+                Some(at + timers::master_down_ns(3, LOCAL_PRIORITY, interval)),
+                "{}",
+                case.name
+            ),
+            Verdict::SkewTimer => assert_eq!(
+                e.master_down_at(),
+                Some(at + timers::skew_ns(3, LOCAL_PRIORITY, interval)),
+                "{}",
+                case.name
+            ),
+            Verdict::Ignore => {
+                assert_eq!(e.master_down_at(), before, "{}", case.name);
+                assert!(actions.is_empty(), "{}: {actions:?}", case.name);
+            }
+            Verdict::StepDown => assert_eq!(e.state(), State::Backup, "{}", case.name),
+            Verdict::Reassert | Verdict::AdvertiseNow => {
+                assert_eq!(e.state(), State::Master, "{}", case.name);
+                assert!(sent, "{}: no advert in {actions:?}", case.name);
+            }
+        }
+    }
+}
