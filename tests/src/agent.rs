@@ -186,6 +186,28 @@ impl Agent {
         Ok(total)
     }
 
+    /// CPU time used so far by all the agent's threads (user and system): the scheduler's
+    /// `se.sum_exec_runtime` from `/proc/PID/task/*/sched` (milliseconds with nanosecond
+    /// digits, where `/proc/PID/stat` only has 10 ms clock ticks).
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let mut total = 0.0f64;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid()))? {
+            let sched = std::fs::read_to_string(task?.path().join("sched"))?;
+            let runtime = sched
+                .lines()
+                .find_map(|l| l.strip_prefix("se.sum_exec_runtime"))
+                .and_then(|rest| {
+                    rest.trim_start_matches([' ', ':'])
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+                .context("no se.sum_exec_runtime in /proc/PID/task/TID/sched")?;
+            total += runtime;
+        }
+        Ok(Duration::from_secs_f64(total / 1000.0))
+    }
+
     /// The agent's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

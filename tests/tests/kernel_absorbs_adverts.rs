@@ -36,14 +36,22 @@ fn a_backup_of_a_healthy_10ms_master_is_not_woken_per_advert() {
 
     let valid_before = backup.counter("valid-adverts");
     let switches_before = backup.voluntary_context_switches().unwrap();
+    let cpu_before = backup.cpu_time().unwrap();
+    let master_cpu_before = master.cpu_time().unwrap();
     let window = Instant::now();
     std::thread::sleep(10 * SEC);
     let switches = backup.voluntary_context_switches().unwrap() - switches_before;
+    let cpu = backup.cpu_time().unwrap() - cpu_before;
+    let master_cpu = master.cpu_time().unwrap() - master_cpu_before;
     let elapsed = window.elapsed();
     let valid = backup.counter("valid-adverts") - valid_before;
 
     eprintln!(
-        "in {elapsed:?}: {valid} valid adverts counted in the kernel, {switches} voluntary context switches"
+        "in {elapsed:?}: {valid} valid adverts counted in the kernel, {switches} voluntary context switches, {cpu:?} of agent CPU (the master sending them: {master_cpu:?})"
+    );
+    assert!(
+        master_cpu > Duration::ZERO,
+        "the CPU-time probe reads nothing"
     );
     assert_eq!(backup.state(), Some(State::Backup), "the backup flapped");
     assert_eq!(master.state(), Some(State::Master), "the master flapped");
@@ -54,6 +62,10 @@ fn a_backup_of_a_healthy_10ms_master_is_not_woken_per_advert() {
     assert!(
         switches < 50,
         "the agent was woken {switches} times for {valid} adverts"
+    );
+    assert!(
+        cpu < Duration::from_millis(20),
+        "the agent used {cpu:?} of CPU for {valid} adverts"
     );
 }
 
