@@ -317,3 +317,43 @@ fn use_vmac_the_client_reaches_the_vip_through_the_virtual_mac_across_a_failover
     // The dead r1's kernel is fenced: exactly one answer for the VIP.
     assert_eq!(lab.arp_answerers(VIP, WINDOW).unwrap(), vec![vmac]);
 }
+
+#[test]
+fn observe_mode_lets_a_capture_on_the_host_see_the_adverts_it_counts() {
+    if !require_root("observe_mode_lets_a_capture_on_the_host_see_the_adverts_it_counts") {
+        return;
+    }
+    let lab = Lab::new("observe", 3).expect("lab");
+    let master = lab
+        .spawn_agent(lab.router(0), &single_instance_config(200, "0.1"))
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    // r2 absorbs adverts (the default), r3 observes: both count them, only r3's stack sees them.
+    let observing = single_instance_config(100, "0.1").replace(
+        "    router_id lab\n",
+        "    router_id lab\n    vrrp_agent_observe\n",
+    );
+    assert_ne!(observing, single_instance_config(100, "0.1"));
+    let absorbing = lab
+        .spawn_agent(lab.router(1), &single_instance_config(100, "0.1"))
+        .unwrap();
+    let observer = lab.spawn_agent(lab.router(2), &observing).unwrap();
+    let r1 = Some(lab.router(0).addr.into());
+    assert!(absorbing.wait_backup_of(r1, 3 * SEC).is_some());
+    assert!(observer.wait_backup_of(r1, 3 * SEC).is_some());
+    let from_r1 =
+        |f: &[u8]| f.len() > 34 && f[23] == 112 && f[26..30] == lab.router(0).addr.octets();
+    let (absorbed, observed) = (
+        lab.capture(lab.router(1)).unwrap(),
+        lab.capture(lab.router(2)).unwrap(),
+    );
+    assert!(
+        observed.wait_incoming(SEC, from_r1).is_some(),
+        "observe mode hid the adverts"
+    );
+    assert!(
+        absorbed.wait_incoming(SEC, from_r1).is_none(),
+        "absorbed adverts reached the stack"
+    );
+    assert!(absorbing.counter("valid-adverts") > 0 && observer.counter("valid-adverts") > 0);
+}
