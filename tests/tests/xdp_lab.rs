@@ -357,3 +357,82 @@ fn observe_mode_lets_a_capture_on_the_host_see_the_adverts_it_counts() {
     );
     assert!(absorbing.counter("valid-adverts") > 0 && observer.counter("valid-adverts") > 0);
 }
+
+/// One unicast instance block: VRID 51 on eth0 from `src` to `peer`, holding `vip`.
+fn unicast_instance(
+    name: &str,
+    priority: u8,
+    src: std::net::Ipv4Addr,
+    peer: std::net::Ipv4Addr,
+    vip: &str,
+) -> String {
+    format!(
+        "vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int 0.1\n    unicast_src_ip {src}\n    unicast_peer {{\n        {peer}\n    }}\n    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn unicast_instances_sharing_a_vrid_on_one_interface_are_independent_routers() {
+    if !require_root("unicast_instances_sharing_a_vrid_on_one_interface_are_independent_routers") {
+        return;
+    }
+    let lab = Lab::new("sharedvrid", 3).expect("lab");
+    let (r1, r2, r3) = (lab.router(0).addr, lab.router(1).addr, lab.router(2).addr);
+    let global = "global_defs {\n    vrrp_version 3\n}\n";
+    // r1 runs VRID 51 twice: with r2 (r1 wins, 10.0.0.100) and with r3 (r3 wins, 10.0.0.101).
+    let hub = format!(
+        "{global}{}{}",
+        unicast_instance("WITH_R2", 200, r1, r2, "10.0.0.100/24"),
+        unicast_instance("WITH_R3", 50, r1, r3, "10.0.0.101/24")
+    );
+    let a1 = lab.spawn_agent(lab.router(0), &hub).unwrap();
+    let a2 = lab
+        .spawn_agent(
+            lab.router(1),
+            &format!(
+                "{global}{}",
+                unicast_instance("A", 100, r2, r1, "10.0.0.100/24")
+            ),
+        )
+        .unwrap();
+    let a3 = lab
+        .spawn_agent(
+            lab.router(2),
+            &format!(
+                "{global}{}",
+                unicast_instance("B", 100, r3, r1, "10.0.0.101/24")
+            ),
+        )
+        .unwrap();
+    let settled = wait_for(5 * SEC, Duration::from_millis(50), || {
+        (a1.instance_state("WITH_R2") == Some(State::Master)
+            && a1.instance_state("WITH_R3") == Some(State::Backup)
+            && a2.instance_state("A") == Some(State::Backup)
+            && a3.instance_state("B") == Some(State::Master))
+        .then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "r1 {:?}/{:?}, r2 {:?}, r3 {:?}",
+        a1.instance_state("WITH_R2"),
+        a1.instance_state("WITH_R3"),
+        a2.instance_state("A"),
+        a3.instance_state("B")
+    );
+    let status = a1.status().unwrap();
+    let masters: Vec<_> = status
+        .instances
+        .iter()
+        .map(|i| i.master.as_ref().map(|m| m.address))
+        .collect();
+    assert_eq!(masters[1], Some(r3.into()), "WITH_R3 follows r3");
+    let vip2: std::net::Ipv4Addr = "10.0.0.101".parse().unwrap();
+    assert_eq!(
+        lab.arp_answerers(VIP, WINDOW).unwrap(),
+        vec![lab.router(0).mac]
+    );
+    assert_eq!(
+        lab.arp_answerers(vip2, WINDOW).unwrap(),
+        vec![lab.router(2).mac]
+    );
+}

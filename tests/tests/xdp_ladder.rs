@@ -567,3 +567,35 @@ fn address_lists_v3_mismatch_counted_v2_mismatch_dropped_v6_link_local_first() {
 fn advert_v4() -> Advert {
     advert(200)
 }
+
+#[test]
+fn unicast_instances_sharing_a_vrid_are_told_apart_by_the_advert_source() {
+    if !require_root("unicast_instances_sharing_a_vrid_are_told_apart_by_the_advert_source") {
+        return;
+    }
+    let mut h = Harness::new(state::BACKUP, 100);
+    // Two instances with VRID 51 on the interface: peer set 1 talks to 10.0.0.1, set 2 to
+    // 10.0.0.3.
+    let (first, second) = (h.key.with_peer_set(1), h.key.with_peer_set(2));
+    h.dp.remove_instance(&h.key);
+    for (key, peer) in [(first, [10, 0, 0, 1]), (second, [10, 0, 0, 3])] {
+        h.dp.set_instance(key, h.config).unwrap();
+        h.dp.set_peer(key, vrrp_common::advert_rule::v4(peer))
+            .unwrap();
+    }
+    let from = |src: Ipv4Addr| advert_frame(MAC, src, &advert(200), Flaw::None);
+    let (action, _) = h.run(&from(Ipv4Addr::new(10, 0, 0, 3)));
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(h.dp.seen(&first), None, "recorded under the wrong peer set");
+    assert_eq!(
+        h.dp.seen(&second).map(|s| s.src[..4].to_vec()),
+        Some(vec![10, 0, 0, 3])
+    );
+    let (action, _) = h.run(&from(SRC));
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(h.dp.seen(&first).map(|s| s.src[3]), Some(1));
+    // A source in neither set finds no instance (peer set 0 is not configured): passed on.
+    let (action, delta) = h.run(&from(Ipv4Addr::new(10, 0, 0, 9)));
+    assert_eq!(action, XDP_PASS);
+    assert!(only(&delta, counters::VRID_ERRORS), "{:?}", moved(&delta));
+}

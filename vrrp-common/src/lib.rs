@@ -28,7 +28,8 @@ pub const VRRP_TTL: u8 = 255;
 /// Identifies one virtual router on one interface.
 ///
 /// v4 and v6 instances with the same VRID on the same interface are distinct routers, hence the
-/// family in the key.
+/// family in the key; so are unicast instances sharing a VRID with disjoint peer sets (which
+/// keepalived allows), hence the peer set.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceKey {
@@ -38,8 +39,11 @@ pub struct InstanceKey {
     pub family: u8,
     /// Virtual router identifier, 1-255.
     pub vrid: u8,
+    /// 0, or for unicast instances that share (interface, family, VRID), which one: the
+    /// kernel finds it from the advert's source in [`PEERS`](PeerKey).
+    pub peer_set: u8,
     /// Explicit padding so the key has no uninitialised bytes (hash maps compare all of them).
-    pub pad: [u8; 2],
+    pub pad: u8,
 }
 
 impl InstanceKey {
@@ -54,9 +58,27 @@ impl InstanceKey {
             ifindex,
             family,
             vrid,
-            pad: [0; 2],
+            peer_set: 0,
+            pad: 0,
         }
     }
+
+    /// The same router in another peer set.
+    pub const fn with_peer_set(mut self, peer_set: u8) -> Self {
+        self.peer_set = peer_set;
+        self
+    }
+}
+
+/// Key of the kernel's PEERS map: a unicast peer of a VRID that several instances on one
+/// interface share. Its value is the instance's [`InstanceKey::peer_set`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    /// The instance key with `peer_set` 0.
+    pub instance: InstanceKey,
+    /// The peer's address (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
 }
 
 /// The agent's state as the kernel needs to know it, in [`InstanceConfig::state`].
@@ -324,4 +346,5 @@ mod pod {
     unsafe impl aya::Pod for super::VmacKey {}
     unsafe impl aya::Pod for super::VmacEntry {}
     unsafe impl aya::Pod for super::KernelStateView {}
+    unsafe impl aya::Pod for super::PeerKey {}
 }

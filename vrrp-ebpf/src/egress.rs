@@ -6,13 +6,12 @@
 //!   from a VIP leave with the VIP's MAC (the VMAC) as Ethernet source.
 
 use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_ns, programs::TcContext};
-use vrrp_common::{
-    FAMILY_IPV4, FAMILY_IPV6, InstanceKey, VipKey, counters, instance_flags, virtual_mac,
-};
+use vrrp_common::{FAMILY_IPV4, FAMILY_IPV6, VipKey, counters, instance_flags, virtual_mac};
 
 use crate::{
     CONFIG, HEARTBEAT, VIPS, count_for, csum,
     frame::{Frame, bytes},
+    instance_key,
     packet::{self, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, Parsed},
     vip::{put, v4_key},
 };
@@ -25,7 +24,7 @@ pub fn handle(ctx: &TcContext) {
     if let Parsed::Vrrp(advert) = packet::parse(ctx) {
         // SAFETY: the context's skb pointer is valid for this program run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        let key = InstanceKey::new(ifindex, advert.family, advert.vrid);
+        let key = instance_key(ifindex, &advert, &advert.dst);
         let Some(cfg) = CONFIG.get_ptr(key) else {
             return;
         };

@@ -23,8 +23,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use vrrp_common::{
-    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, VipEntry, VipKey, VmacEntry,
-    VmacKey,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, PeerKey, VipEntry, VipKey,
+    VmacEntry, VmacKey,
     advert_rule::{self, Local, Verdict},
     counters, event, instance_flags, seen_flags, state, timers,
 };
@@ -63,6 +63,11 @@ static INSTANCE_COUNTERS: PerCpuHashMap<InstanceKey, [u64; counters::COUNT], 102
 /// Every VIP of every instance, on the interface it lives on, written by the agent.
 #[btf_map]
 pub(crate) static VIPS: HashMap<VipKey, VipEntry, 8192> = HashMap::new();
+
+/// Unicast peers of VRIDs that several instances on one interface share, written by the
+/// agent: the value is the instance's `peer_set`.
+#[btf_map]
+pub(crate) static PEERS: HashMap<PeerKey, u8, 4096> = HashMap::new();
 
 /// The virtual MACs of `use_vmac` instances, written by the agent.
 #[btf_map]
@@ -143,7 +148,7 @@ fn absorb_or_observe(ctx: &XdpContext, advert: &Advert, action: u32) -> u32 {
     if action != xdp_action::XDP_DROP {
         return action;
     }
-    let key = InstanceKey::new(ctx.ingress_ifindex() as u32, advert.family, advert.vrid);
+    let key = instance_key(ctx.ingress_ifindex() as u32, advert, &advert.src);
     match CONFIG.get_ptr(key) {
         // SAFETY: map value pointer valid for this run.
         Some(cfg) if unsafe { (*cfg).flags } & instance_flags::OBSERVE != 0 => xdp_action::XDP_PASS,
@@ -163,7 +168,7 @@ pub fn vrrp_tc_egress(ctx: TcContext) -> i32 {
 /// that fails validation is counted and dropped; unknown VRIDs are counted and passed on.
 #[inline(always)]
 fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
-    let key = InstanceKey::new(ctx.ingress_ifindex() as u32, advert.family, advert.vrid);
+    let key = instance_key(ctx.ingress_ifindex() as u32, advert, &advert.src);
     let Some(cfg) = CONFIG.get_ptr(key) else {
         count(counters::VRID_ERRORS);
         return xdp_action::XDP_PASS;
@@ -257,6 +262,23 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
         });
     }
     xdp_action::XDP_DROP
+}
+
+/// The instance an advert belongs to: (interface, family, VRID), and where several unicast
+/// instances share those, the one whose peer set holds `peer` (the advert's source on the way
+/// in, its destination on the way out).
+#[inline(always)]
+pub(crate) fn instance_key(ifindex: u32, advert: &Advert, peer: &[u8; 16]) -> InstanceKey {
+    let key = InstanceKey::new(ifindex, advert.family, advert.vrid);
+    let peer = PeerKey {
+        instance: key,
+        addr: *peer,
+    };
+    match PEERS.get_ptr(peer) {
+        // SAFETY: a map value pointer returned by lookup is valid for this program run.
+        Some(set) => key.with_peer_set(unsafe { *set }),
+        None => key,
+    }
 }
 
 /// "No event": the advert told us nothing new.

@@ -102,7 +102,7 @@ impl Builder {
             }
             if let Some(other) = instances
                 .iter()
-                .find(|o: &&Instance| o.interface == instance.interface && o.vrid == instance.vrid)
+                .find(|o: &&Instance| same_router(o, &instance))
             {
                 self.errors.push(
                     Diagnostic::new(
@@ -112,7 +112,7 @@ impl Builder {
                             instance.vrid, instance.interface, other.name, other.location
                         ),
                     )
-                    .hint("each instance on an interface needs its own virtual_router_id"),
+                    .hint("each instance on an interface needs its own virtual_router_id per address family (unicast instances may share one if their unicast_peer sets do not overlap)"),
                 );
             }
             if instance.virtual_addresses.is_empty() {
@@ -136,4 +136,17 @@ impl Builder {
             Err(Diagnostics(self.errors))
         }
     }
+}
+
+/// Whether two instances would be the same virtual router on the wire: same interface, family
+/// and VRID, unless both are unicast with disjoint peer sets (keepalived 2.2.7 allows that;
+/// the kernel tells them apart by the advert's source).
+fn same_router(a: &Instance, b: &Instance) -> bool {
+    if a.interface != b.interface || a.vrid != b.vrid || a.is_ipv6() != b.is_ipv6() {
+        return false;
+    }
+    let disjoint_unicast = !a.unicast_peers.is_empty()
+        && !b.unicast_peers.is_empty()
+        && a.unicast_peers.iter().all(|p| !b.unicast_peers.contains(p));
+    !disjoint_unicast
 }

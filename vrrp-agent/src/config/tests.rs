@@ -117,6 +117,45 @@ fn duplicate_vrid_on_an_interface_is_refused() {
     assert!(errs.0[0].message.contains("already used"), "{}", errs);
 }
 
+/// A second instance on eth0 with VRID 51: `vips` for its addresses, `extra` added to it.
+fn with_second_instance(vips: &str, extra: &str) -> String {
+    format!(
+        "{GOOD}vrrp_instance VI_2 {{\n interface eth0\n virtual_router_id 51\n priority 100\n advert_int 0.1\n{extra}\n virtual_ipaddress {{\n {vips}\n }}\n}}\n"
+    )
+}
+
+#[test]
+fn the_same_vrid_is_a_different_router_per_family_and_per_disjoint_unicast_peer_set() {
+    // IPv4 and IPv6 VRID 51 on one interface are independent routers.
+    assert!(cfg(&with_second_instance("fd00::100/64", "")).is_ok());
+    // Unicast instances may share a VRID when their peers differ (keepalived 2.2.7 agrees).
+    let first_unicast = GOOD.replace(
+        "    advert_int 0.1\n",
+        "    advert_int 0.1\n    unicast_peer {\n 10.0.0.2\n }\n",
+    );
+    assert_ne!(first_unicast, GOOD);
+    let two =
+        |peer: &str| {
+            with_second_instance("10.0.0.200/24", &format!(" unicast_peer {{\n {peer}\n }}"))
+                .replacen(GOOD, &first_unicast, 1)
+        };
+    assert!(
+        cfg(&two("10.0.0.3")).is_ok(),
+        "{:?}",
+        cfg(&two("10.0.0.3")).err()
+    );
+    let errs = cfg(&two("10.0.0.2")).unwrap_err();
+    assert!(errs.0[0].message.contains("already used"), "{errs}");
+    // One unicast and one multicast instance would hear each other's adverts.
+    assert!(
+        cfg(&with_second_instance(
+            "10.0.0.200/24",
+            " unicast_peer {\n 10.0.0.3\n }"
+        ))
+        .is_err()
+    );
+}
+
 #[test]
 fn lowercase_state_warns_and_nopreempt_under_master_is_cleared() {
     let text = GOOD.replace("state MASTER", "state master\n    nopreempt");
@@ -197,10 +236,21 @@ fn virtual_address_options_and_excluded_addresses() {
 
 #[test]
 fn semantics_changing_keywords_are_refused_with_a_reason() {
-    let (line, col, msg) =
-        first_error(&GOOD.replace("    priority 200", "    priority 200\n    use_vmac"));
+    let (line, col, msg) = first_error(&GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    notify_master /bin/true",
+    ));
     assert_eq!((line, col), (12, 5));
-    assert!(msg.contains("use_vmac") && msg.contains("macvlan"), "{msg}");
+    assert!(
+        msg.contains("notify_master") && msg.contains("script"),
+        "{msg}"
+    );
+    let c = cfg(&GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    use_vmac vrrp.51\n    no_accept",
+    ))
+    .unwrap();
+    assert!(c.instances[0].use_vmac && !c.instances[0].accept);
     let c = cfg(&GOOD.replace(
         "    priority 200",
         "    priority 200\n    preempt_delay 2.5",

@@ -113,7 +113,13 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         } else {
             FAMILY_IPV4
         };
-        let key = InstanceKey::new(iface.index, family, ic.vrid);
+        let key =
+            InstanceKey::new(iface.index, family, ic.vrid).with_peer_set(peer_set(&config, ic));
+        if key.peer_set != 0 {
+            for peer in &ic.unicast_peers {
+                dataplane.set_peer(key, bytes16(*peer))?;
+            }
+        }
         let adverts = match primary {
             IpAddr::V4(v4) => {
                 let form = if ic.v3_checksum_as_v2 {
@@ -599,6 +605,23 @@ fn log_list_oddities(name: &str, seen: &vrrp_common::AdvertSeen, key: &InstanceK
     if seen.flags & seen_flags::NOT_LINK_LOCAL_FIRST != 0 {
         tracing::info!(instance = %name, %from, "IPv6 advert whose address list does not start with a link-local address");
     }
+}
+
+/// 0, or for a unicast instance sharing (interface, family, VRID) with others (config
+/// validation made their peer sets disjoint), its 1-based place among them.
+fn peer_set(config: &Config, ic: &config::Instance) -> u8 {
+    let sharing: Vec<&config::Instance> = config
+        .instances
+        .iter()
+        .filter(|o| o.interface == ic.interface && o.vrid == ic.vrid && o.is_ipv6() == ic.is_ipv6())
+        .collect();
+    if sharing.len() < 2 {
+        return 0;
+    }
+    sharing
+        .iter()
+        .position(|o| o.name == ic.name)
+        .map_or(0, |i| i as u8 + 1)
 }
 
 fn family_of(address: IpAddr) -> u8 {

@@ -22,8 +22,8 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use vrrp_common::{
-    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, KernelStateView, VipEntry, VipKey,
-    VmacEntry, VmacKey, counters,
+    AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, KernelStateView, PeerKey,
+    VipEntry, VipKey, VmacEntry, VmacKey, counters,
 };
 
 use crate::net::link::Netlink;
@@ -53,6 +53,7 @@ pub struct Dataplane {
     address_lists: HashMap<MapData, InstanceKey, AddressList>,
     vips: HashMap<MapData, VipKey, VipEntry>,
     vmacs: HashMap<MapData, VmacKey, VmacEntry>,
+    peers: HashMap<MapData, PeerKey, u8>,
     heartbeat: HashMap<MapData, InstanceKey, u64>,
     counters: PerCpuArray<MapData, u64>,
     instance_counters: PerCpuHashMap<MapData, InstanceKey, [u64; counters::COUNT]>,
@@ -111,6 +112,7 @@ impl Dataplane {
         let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
         let vips = HashMap::try_from(take(&mut ebpf, "VIPS")?)?;
         let vmacs = HashMap::try_from(take(&mut ebpf, "VMACS")?)?;
+        let peers = HashMap::try_from(take(&mut ebpf, "PEERS")?)?;
         let heartbeat = HashMap::try_from(take(&mut ebpf, "HEARTBEAT")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
         let instance_counters = PerCpuHashMap::try_from(take(&mut ebpf, "INSTANCE_COUNTERS")?)?;
@@ -130,6 +132,7 @@ impl Dataplane {
             address_lists,
             vips,
             vmacs,
+            peers,
             heartbeat,
             counters,
             instance_counters,
@@ -153,11 +156,12 @@ impl Dataplane {
             }
         };
         pin::clear(&dir);
-        let maps: [(&str, &MapData); 7] = [
+        let maps: [(&str, &MapData); 8] = [
             ("CONFIG", self.config.map()),
             ("SEEN", self.seen.map()),
             ("VIPS", self.vips.map()),
             ("VMACS", self.vmacs.map()),
+            ("PEERS", self.peers.map()),
             ("HEARTBEAT", self.heartbeat.map()),
             ("ADDRESS_LISTS", self.address_lists.map()),
             ("INSTANCE_COUNTERS", self.instance_counters.map()),
@@ -309,14 +313,30 @@ impl Dataplane {
             .context("writing the VMAC map")
     }
 
+    /// Registers a unicast peer of an instance that shares its VRID with others on the
+    /// interface: adverts from (and to) `addr` belong to `key.peer_set`.
+    pub fn set_peer(&mut self, key: InstanceKey, addr: [u8; 16]) -> Result<()> {
+        let peer = PeerKey {
+            instance: key.with_peer_set(0),
+            addr,
+        };
+        self.peers
+            .insert(peer, key.peer_set, 0)
+            .context("writing the peer map")
+    }
+
     /// Forgets an instance (adverts for it are then passed on as unknown VRIDs) and its VIPs.
     pub fn remove_instance(&mut self, key: &InstanceKey) {
         let _ = self.config.remove(key);
         let _ = self.address_lists.remove(key);
         let _ = self.instance_counters.remove(key);
         let _ = self.heartbeat.remove(key);
-        remove_where(&mut self.vips, |v| v.instance == *key);
-        remove_where(&mut self.vmacs, |v| v.instance == *key);
+        remove_where(&mut self.vips, |_, v| v.instance == *key);
+        remove_where(&mut self.vmacs, |_, v| v.instance == *key);
+        let shared = key.with_peer_set(0);
+        remove_where(&mut self.peers, |k, set| {
+            k.instance == shared && *set == key.peer_set
+        });
     }
 
     /// When the kernel's master-down timer of an instance was last set to fire.
@@ -395,12 +415,12 @@ impl Dataplane {
 /// Removes every entry whose value matches.
 fn remove_where<K: aya::Pod, V: aya::Pod>(
     map: &mut HashMap<MapData, K, V>,
-    matches: impl Fn(&V) -> bool,
+    matches: impl Fn(&K, &V) -> bool,
 ) {
     let doomed: Vec<K> = map
         .iter()
         .filter_map(|entry| entry.ok())
-        .filter(|(_, v)| matches(v))
+        .filter(|(k, v)| matches(k, v))
         .map(|(k, _)| k)
         .collect();
     for key in doomed {
