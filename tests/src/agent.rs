@@ -39,8 +39,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Writes `config` and starts the agent on it in `node`'s namespace.
-    pub fn spawn(dir: &Path, node: &Node, config: &str) -> Result<Self> {
+    /// Writes `config` and starts the agent on it in `node`'s namespace, with `args` added to
+    /// its command line.
+    pub fn spawn(dir: &Path, node: &Node, config: &str, args: &[&str]) -> Result<Self> {
         let bin = agent_binary();
         if !bin.exists() {
             bail!(
@@ -62,6 +63,7 @@ impl Agent {
             .arg("--control-socket")
             .arg(&socket)
             .arg("-D")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(&log)?)

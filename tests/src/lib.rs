@@ -153,7 +153,12 @@ impl Lab {
 
     /// Starts `vrrp-agent -f CONFIG` in a router's namespace.
     pub fn spawn_agent(&self, node: &Node, config: &str) -> Result<Agent> {
-        Agent::spawn(&self.dir, node, config)
+        Agent::spawn(&self.dir, node, config, &[])
+    }
+
+    /// Starts `vrrp-agent -f CONFIG ARGS...` in a router's namespace.
+    pub fn spawn_agent_with(&self, node: &Node, config: &str, args: &[&str]) -> Result<Agent> {
+        Agent::spawn(&self.dir, node, config, args)
     }
 
     /// Makes the bridge flood every frame to every port (no MAC learning), so a frame sent

@@ -436,3 +436,84 @@ fn unicast_instances_sharing_a_vrid_on_one_interface_are_independent_routers() {
         vec![lab.router(2).mac]
     );
 }
+
+#[test]
+fn the_tc_ingress_fallback_answers_fences_and_is_replaced_like_xdp() {
+    if !require_root("the_tc_ingress_fallback_answers_fences_and_is_replaced_like_xdp") {
+        return;
+    }
+    let lab = Lab::new("tcmode", 2).expect("lab");
+    let mut master = lab
+        .spawn_agent_with(
+            lab.router(0),
+            &single_instance_config(200, "0.1"),
+            &["--xdp-mode", "tc"],
+        )
+        .unwrap();
+    let backup = lab
+        .spawn_agent_with(
+            lab.router(1),
+            &single_instance_config(100, "0.1"),
+            &["--xdp-mode", "tc"],
+        )
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    assert!(
+        backup
+            .wait_backup_of(Some(lab.router(0).addr.into()), 3 * SEC)
+            .is_some()
+    );
+    assert_eq!(master.status().unwrap().instances[0].xdp_mode, XdpMode::Tc);
+    assert_eq!(
+        lab.xdp_program_name(lab.router(0)).unwrap(),
+        None,
+        "no XDP in TC mode"
+    );
+    // The backup's kernel absorbs the adverts and the master's answers ARP, from TC.
+    assert!(backup.counter("valid-adverts") > 0);
+    assert_eq!(
+        lab.arp_answerers(VIP, WINDOW).unwrap(),
+        vec![lab.router(0).mac]
+    );
+    assert!(master.instance_counter("arp-replies") > 0);
+    assert!(backup.instance_counter("arp-requests-dropped") > 0);
+
+    // The cls_bpf filter outlives a SIGKILLed agent and fences its node.
+    let killed = Instant::now();
+    master.signal(libc::SIGKILL);
+    master.wait_exit(5 * SEC);
+    assert!(backup.wait_state(State::Master, 3 * SEC).is_some());
+    let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
+    std::thread::sleep(
+        (killed + bound + Duration::from_millis(100)).saturating_duration_since(Instant::now()),
+    );
+    assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
+    assert_eq!(
+        lab.arp_answerers(VIP, WINDOW).unwrap(),
+        vec![lab.router(1).mac]
+    );
+
+    // A restart in XDP mode removes the leftover filter (one receive program, not two).
+    let restarted = lab
+        .spawn_agent(lab.router(0), &single_instance_config(50, "0.1"))
+        .unwrap();
+    assert!(
+        restarted
+            .log_text()
+            .contains("removed the TC program a previous vrrp-agent left"),
+        "{}",
+        restarted.log_text()
+    );
+    assert!(
+        restarted
+            .wait_backup_of(Some(lab.router(1).addr.into()), 3 * SEC)
+            .is_some()
+    );
+    let before = restarted.counter("valid-adverts");
+    std::thread::sleep(SEC);
+    let counted = restarted.counter("valid-adverts") - before;
+    assert!(
+        (5..=15).contains(&counted),
+        "{counted} adverts counted in 1 s at 100 ms: counted twice?"
+    );
+}

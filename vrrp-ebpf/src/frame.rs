@@ -44,3 +44,66 @@ pub fn bytes<const N: usize>(frame: &impl Frame, offset: usize) -> Option<[u8; N
     // SAFETY: bounds checked against the end of the frame just above.
     Some(unsafe { *(start as *const [u8; N]) })
 }
+
+/// What the receive paths decide, independent of the hook they run in (the values are XDP's,
+/// so the XDP entry point returns them as they are; the TC one maps them).
+pub mod verdict {
+    /// Let the stack have it.
+    pub const PASS: u32 = 2;
+    /// Drop it.
+    pub const DROP: u32 = 1;
+    /// Send the (rewritten) frame back out of the interface it came in on.
+    pub const TX: u32 = 3;
+}
+
+/// A received frame, in XDP or in TC ingress: what the receive paths need beyond the bytes.
+pub trait Ingress: Frame {
+    /// The interface it arrived on.
+    fn ifindex(&self) -> u32;
+    /// Grows or shrinks the frame to `len` bytes; false if the kernel refused.
+    fn resize(&self, len: usize) -> bool;
+    /// The destination MAC was rewritten to this host's: make the stack take it as ours.
+    fn now_for_host(&self);
+}
+
+impl Ingress for XdpContext {
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        self.ingress_ifindex() as u32
+    }
+
+    #[inline(always)]
+    fn resize(&self, len: usize) -> bool {
+        let delta = len as i32 - (self.end() - self.start()) as i32;
+        // SAFETY: the context pointer is the program's own; the helper checks the delta.
+        unsafe { aya_ebpf::helpers::generated::bpf_xdp_adjust_tail(self.ctx, delta) == 0 }
+    }
+
+    #[inline(always)]
+    fn now_for_host(&self) {
+        // XDP runs before the stack classifies the frame: nothing to do.
+    }
+}
+
+impl Ingress for TcContext {
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: the context's skb pointer is valid for this program run.
+        unsafe { (*self.skb.skb).ifindex }
+    }
+
+    #[inline(always)]
+    fn resize(&self, len: usize) -> bool {
+        // SAFETY: the skb pointer is the program's own; the helper checks the length.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_skb_change_tail(self.skb.skb, len as u32, 0) == 0
+        }
+    }
+
+    #[inline(always)]
+    fn now_for_host(&self) {
+        /// `PACKET_HOST`.
+        const PACKET_HOST: u32 = 0;
+        let _ = self.skb.change_type(PACKET_HOST);
+    }
+}

@@ -13,11 +13,11 @@ mod vip;
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, bpf_timer, xdp_action},
+    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, bpf_timer},
     btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     helpers::{
         bpf_ktime_get_ns,
-        generated::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
+        generated::{bpf_redirect, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     },
     macros::{btf_map, classifier, xdp},
     programs::{TcContext, XdpContext},
@@ -29,7 +29,10 @@ use vrrp_common::{
     counters, event, instance_flags, seen_flags, state, timers,
 };
 
-use crate::packet::{Advert, Parsed};
+use crate::{
+    frame::{Ingress, verdict},
+    packet::{Advert, Parsed},
+};
 
 /// Instances configured on this host, written by the agent.
 #[btf_map]
@@ -111,28 +114,49 @@ const CLOCK_MONOTONIC: u64 = 1;
 
 #[xdp]
 pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
-    if vip::vmac_ingress(&ctx) == xdp_action::XDP_DROP {
-        return xdp_action::XDP_DROP;
+    receive(&ctx)
+}
+
+/// The same receive paths as a TC (tcx or cls_bpf) ingress classifier, for interfaces where
+/// XDP cannot attach. Replies leave by redirecting the rewritten frame to the interface's
+/// egress.
+#[classifier]
+pub fn vrrp_tc_ingress(ctx: TcContext) -> i32 {
+    match receive(&ctx) {
+        verdict::DROP => TC_ACT_SHOT,
+        verdict::TX => {
+            // SAFETY: helper without memory arguments.
+            unsafe { bpf_redirect(ctx.ifindex(), 0) as i32 }
+        }
+        _ => TC_ACT_OK,
     }
-    match vrrp(&ctx) {
-        NOT_VRRP => vip::handle(&ctx),
+}
+
+/// Every received frame, whichever hook: VMAC ingress, then the advert path, then the VIPs'.
+#[inline(always)]
+fn receive<C: Ingress>(ctx: &C) -> u32 {
+    if vip::vmac_ingress(ctx) == verdict::DROP {
+        return verdict::DROP;
+    }
+    match vrrp(ctx) {
+        NOT_VRRP => vip::handle(ctx),
         action => action,
     }
 }
 
-/// What [`vrrp`] returns for a frame that is not protocol 112 (not an XDP action).
+/// What [`vrrp`] returns for a frame that is not protocol 112 (not a verdict).
 const NOT_VRRP: u32 = u32::MAX;
 
 /// The advert path. Not inlined: BPF calls get their own stack frames, so this path and the
 /// VIP path ([`vip::handle`]) do not add up on the 512-byte stack.
 #[inline(never)]
-fn vrrp(ctx: &XdpContext) -> u32 {
+fn vrrp<C: Ingress>(ctx: &C) -> u32 {
     match packet::parse(ctx) {
         Parsed::NotVrrp => NOT_VRRP,
         Parsed::Pass(counter) => {
             count(counters::VRRP_RX);
             count(counter);
-            xdp_action::XDP_PASS
+            verdict::PASS
         }
         Parsed::Vrrp(advert) => {
             count(counters::VRRP_RX);
@@ -144,14 +168,14 @@ fn vrrp(ctx: &XdpContext) -> u32 {
 /// In observe mode an instance's adverts, once accounted, go on to the stack (so tcpdump on
 /// the host still sees them) instead of being absorbed.
 #[inline(always)]
-fn absorb_or_observe(ctx: &XdpContext, advert: &Advert, action: u32) -> u32 {
-    if action != xdp_action::XDP_DROP {
+fn absorb_or_observe<C: Ingress>(ctx: &C, advert: &Advert, action: u32) -> u32 {
+    if action != verdict::DROP {
         return action;
     }
-    let key = instance_key(ctx.ingress_ifindex() as u32, advert, &advert.src);
+    let key = instance_key(ctx.ifindex(), advert, &advert.src);
     match CONFIG.get_ptr(key) {
         // SAFETY: map value pointer valid for this run.
-        Some(cfg) if unsafe { (*cfg).flags } & instance_flags::OBSERVE != 0 => xdp_action::XDP_PASS,
+        Some(cfg) if unsafe { (*cfg).flags } & instance_flags::OBSERVE != 0 => verdict::PASS,
         _ => action,
     }
 }
@@ -167,17 +191,17 @@ pub fn vrrp_tc_egress(ctx: TcContext) -> i32 {
 /// Validates an advert against its instance and applies it. Everything after the VRID lookup
 /// that fails validation is counted and dropped; unknown VRIDs are counted and passed on.
 #[inline(always)]
-fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
-    let key = instance_key(ctx.ingress_ifindex() as u32, advert, &advert.src);
+fn handle_advert<C: Ingress>(ctx: &C, advert: &Advert) -> u32 {
+    let key = instance_key(ctx.ifindex(), advert, &advert.src);
     let Some(cfg) = CONFIG.get_ptr(key) else {
         count(counters::VRID_ERRORS);
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     };
     // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let cfg = unsafe { *cfg };
     if let Err(counter) = packet::validate(ctx, advert, &cfg) {
         count_for(&key, counter);
-        return xdp_action::XDP_DROP;
+        return verdict::DROP;
     }
     // The address list: a v2 list that differs from ours is dropped unless it comes from the
     // owner (RFC 3768 7.1); in v3 a mismatch is counted and logged but counts (RFC 9568).
@@ -189,7 +213,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     if flags & seen_flags::LIST_MISMATCH != 0 {
         if cfg.version == 2 && advert.priority != 255 {
             count_for(&key, counters::ADDRESS_LIST_ERRORS);
-            return xdp_action::XDP_DROP;
+            return verdict::DROP;
         }
         count_for(&key, counters::ADDRESS_LIST_MISMATCH);
     }
@@ -211,7 +235,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     let verdict = advert_rule::classify(&local, advert.priority, &advert.src);
     if verdict == Verdict::Ignore {
         count_for(&key, counters::IGNORED_ADVERTS);
-        return xdp_action::XDP_DROP;
+        return verdict::DROP;
     }
     let seen = AdvertSeen {
         at_ns: now,
@@ -223,7 +247,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
     };
     if verdict == Verdict::Reassert {
         reassert(&key, &cfg, seen);
-        return xdp_action::XDP_DROP;
+        return verdict::DROP;
     }
     // What this advert is news for, judged against the previous record before replacing it.
     let news = match SEEN.get_ptr(key) {
@@ -261,7 +285,7 @@ fn handle_advert(ctx: &XdpContext, advert: &Advert) -> u32 {
             advert: seen,
         });
     }
-    xdp_action::XDP_DROP
+    verdict::DROP
 }
 
 /// The instance an advert belongs to: (interface, family, VRID), and where several unicast

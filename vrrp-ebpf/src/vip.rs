@@ -11,11 +11,7 @@
 //! Anything this module cannot or need not judge (malformed requests, unknown addresses,
 //! gratuitous ARP from another node) goes to the stack, which applies its own checks.
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_adjust_tail},
-    programs::XdpContext,
-};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use vrrp_common::{
     FAMILY_IPV4, FAMILY_IPV6, InstanceKey, VipKey, VmacKey, counters, instance_flags, state, timers,
 };
@@ -23,7 +19,7 @@ use vrrp_common::{
 use crate::{
     CONFIG, HEARTBEAT, VIPS, VMACS, count_for,
     csum::fold,
-    frame::{Frame, bytes},
+    frame::{Ingress, bytes, verdict},
     packet::{ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPV6_HLEN},
 };
 
@@ -71,22 +67,22 @@ struct Vip {
 /// Handles a frame that is not VRRP: ARP, NS, and traffic to VIPs. Not inlined: a BPF call
 /// gets its own stack frame, so this path and the advert path do not add up on the stack.
 #[inline(never)]
-pub fn handle(ctx: &XdpContext) -> u32 {
+pub fn handle<C: Ingress>(ctx: &C) -> u32 {
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     };
     match u16::from_be_bytes([eth[12], eth[13]]) {
         ETH_P_ARP => arp(ctx),
         ETH_P_IPV4 => ipv4(ctx),
         ETH_P_IPV6 => ipv6(ctx),
-        _ => xdp_action::XDP_PASS,
+        _ => verdict::PASS,
     }
 }
 
 /// Looks an address up in `VIPS` and judges the owning instance's standing.
 #[inline(always)]
-fn lookup(ctx: &XdpContext, family: u8, addr: [u8; 16]) -> Vip {
-    let key = VipKey::new(ctx.ingress_ifindex() as u32, family, addr);
+fn lookup<C: Ingress>(ctx: &C, family: u8, addr: [u8; 16]) -> Vip {
+    let key = VipKey::new(ctx.ifindex(), family, addr);
     let mut vip = Vip {
         standing: Standing::Unknown,
         instance: InstanceKey::default(),
@@ -137,7 +133,7 @@ fn standing(instance: &InstanceKey) -> Standing {
 /// interface's own MAC (so the stack takes it as addressed to this host) while the instance
 /// is active, and dropped otherwise. Returns XDP_DROP, or [`CONTINUE`] to go on.
 #[inline(never)]
-pub fn vmac_ingress(ctx: &XdpContext) -> u32 {
+pub fn vmac_ingress<C: Ingress>(ctx: &C) -> u32 {
     let Some(dst) = bytes::<6>(ctx, 0) else {
         return CONTINUE;
     };
@@ -146,7 +142,7 @@ pub fn vmac_ingress(ctx: &XdpContext) -> u32 {
         return CONTINUE;
     }
     let key = VmacKey {
-        ifindex: ctx.ingress_ifindex() as u32,
+        ifindex: ctx.ifindex(),
         mac: dst,
         pad: [0; 2],
     };
@@ -157,7 +153,7 @@ pub fn vmac_ingress(ctx: &XdpContext) -> u32 {
     let entry = unsafe { *entry };
     if standing(&entry.instance) == Standing::Silent {
         count_for(&entry.instance, counters::VMAC_DROPPED);
-        return xdp_action::XDP_DROP;
+        return verdict::DROP;
     }
     let start = ctx.start();
     if start + 6 > ctx.end() {
@@ -165,6 +161,7 @@ pub fn vmac_ingress(ctx: &XdpContext) -> u32 {
     }
     // SAFETY: the six bytes written are bounds-checked just above.
     unsafe { put(start, entry.interface_mac) };
+    ctx.now_for_host();
     CONTINUE
 }
 
@@ -173,35 +170,35 @@ pub const CONTINUE: u32 = u32::MAX;
 
 /// An ARP request for a VIP: answered in place while active, dropped while silent.
 #[inline(always)]
-fn arp(ctx: &XdpContext) -> u32 {
+fn arp<C: Ingress>(ctx: &C) -> u32 {
     let Some(a) = bytes::<ARP_LEN>(ctx, ETH_HLEN) else {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     };
     // Ethernet/IPv4 requests only: htype 1, ptype 0x0800, hlen 6, plen 4, op 1.
     if a[0] != 0 || a[1] != 1 || a[2] != 8 || a[3] != 0 || a[4] != 6 || a[5] != 4 {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     }
     if a[6] != 0 || a[7] != ARP_REQUEST {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     }
     let sender_ip = [a[14], a[15], a[16], a[17]];
     let target_ip = [a[24], a[25], a[26], a[27]];
     // Gratuitous ARP (sender = target) announces someone's address: the stack's to learn.
     if u32::from_ne_bytes(sender_ip) == u32::from_ne_bytes(target_ip) {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     }
     let vip = lookup(ctx, FAMILY_IPV4, v4_key(target_ip));
     match vip.standing {
-        Standing::Unknown => xdp_action::XDP_PASS,
+        Standing::Unknown => verdict::PASS,
         Standing::Silent => {
             count_for(&vip.instance, counters::ARP_DROPPED);
-            xdp_action::XDP_DROP
+            verdict::DROP
         }
         Standing::Active | Standing::ActiveNoAccept => {
             let sender_mac = [a[8], a[9], a[10], a[11], a[12], a[13]];
             let start = ctx.start();
             if start + ETH_HLEN + ARP_LEN > ctx.end() {
-                return xdp_action::XDP_PASS;
+                return verdict::PASS;
             }
             // SAFETY: the 42 bytes written are bounds-checked just above.
             unsafe {
@@ -215,16 +212,16 @@ fn arp(ctx: &XdpContext) -> u32 {
                 put(arp + 24, sender_ip);
             }
             count_for(&vip.instance, counters::ARP_REPLIES);
-            xdp_action::XDP_TX
+            verdict::TX
         }
     }
 }
 
 /// IPv4 traffic: dropped when addressed to a VIP this node must not accept.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext) -> u32 {
+fn ipv4<C: Ingress>(ctx: &C) -> u32 {
     let Some(ip) = bytes::<20>(ctx, ETH_HLEN) else {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     };
     let vip = lookup(ctx, FAMILY_IPV4, v4_key([ip[16], ip[17], ip[18], ip[19]]));
     filter_traffic(&vip)
@@ -233,9 +230,9 @@ fn ipv4(ctx: &XdpContext) -> u32 {
 /// IPv6: Neighbor Solicitations for a VIP are answered or dropped; other traffic to a VIP
 /// is filtered like IPv4's.
 #[inline(always)]
-fn ipv6(ctx: &XdpContext) -> u32 {
+fn ipv6<C: Ingress>(ctx: &C) -> u32 {
     let Some(ip) = bytes::<IPV6_HLEN>(ctx, ETH_HLEN) else {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     };
     if ip[6] == IPPROTO_ICMPV6
         && let Some(icmp) = bytes::<ND_LEN>(ctx, ETH_HLEN + IPV6_HLEN)
@@ -250,40 +247,40 @@ fn ipv6(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 fn filter_traffic(vip: &Vip) -> u32 {
     match vip.standing {
-        Standing::Unknown | Standing::Active => xdp_action::XDP_PASS,
+        Standing::Unknown | Standing::Active => verdict::PASS,
         Standing::ActiveNoAccept | Standing::Silent => {
             count_for(&vip.instance, counters::VIP_TRAFFIC_DROPPED);
-            xdp_action::XDP_DROP
+            verdict::DROP
         }
     }
 }
 
 /// A Neighbor Solicitation whose target may be a VIP (RFC 4861 7.1.1 / 7.2.4).
 #[inline(always)]
-fn solicitation(ctx: &XdpContext, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) -> u32 {
+fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) -> u32 {
     let target = sub16(icmp, 8);
     let vip = lookup(ctx, FAMILY_IPV6, target);
     match vip.standing {
-        Standing::Unknown => return xdp_action::XDP_PASS,
+        Standing::Unknown => return verdict::PASS,
         Standing::Silent => {
             count_for(&vip.instance, counters::ND_DROPPED);
-            return xdp_action::XDP_DROP;
+            return verdict::DROP;
         }
         Standing::Active | Standing::ActiveNoAccept => {}
     }
     // Only a valid solicitation gets our answer; the stack judges the rest.
     let payload = u16::from_be_bytes([ip[4], ip[5]]) as usize;
     if ip[7] != 255 || icmp[1] != 0 || !(ND_LEN..=MAX_NS_LEN).contains(&payload) {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     }
     if !ns_checksum_ok(ctx, ip, payload) {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     }
     let source = sub16(ip, 8);
     let dad = is_unspecified(&source);
     let eth_src = match bytes::<12>(ctx, 0) {
         Some(e) => [e[6], e[7], e[8], e[9], e[10], e[11]],
-        None => return xdp_action::XDP_PASS,
+        None => return verdict::PASS,
     };
     let (eth_dst, ip_dst, flags) = if dad {
         // RFC 4861 7.2.4: a solicitation from the unspecified address is answered to
@@ -292,15 +289,13 @@ fn solicitation(ctx: &XdpContext, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) -> 
     } else {
         (eth_src, source, NA_ROUTER | NA_SOLICITED | NA_OVERRIDE)
     };
-    let frame_len = ctx.end() - ctx.start();
     let wanted = ETH_HLEN + IPV6_HLEN + NA_LEN;
-    // SAFETY: the context pointer is the program's own; the helper checks the delta.
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, wanted as i32 - frame_len as i32) } != 0 {
-        return xdp_action::XDP_PASS;
+    if !ctx.resize(wanted) {
+        return verdict::PASS;
     }
     let start = ctx.start();
     if start + wanted > ctx.end() {
-        return xdp_action::XDP_PASS;
+        return verdict::PASS;
     }
     let checksum = na_checksum(&target, &ip_dst, flags, &vip.mac);
     // SAFETY: the `wanted` bytes written are bounds-checked just above.
@@ -323,13 +318,13 @@ fn solicitation(ctx: &XdpContext, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) -> 
         put(na + 26, vip.mac);
     }
     count_for(&vip.instance, counters::ND_REPLIES);
-    xdp_action::XDP_TX
+    verdict::TX
 }
 
 /// Verifies the ICMPv6 checksum of a solicitation of `len` bytes (a multiple of 8, at most
 /// [`MAX_NS_LEN`]), read in 8-byte steps so every read is bounds-checked for the verifier.
 #[inline(always)]
-fn ns_checksum_ok(ctx: &XdpContext, ip: &[u8; IPV6_HLEN], len: usize) -> bool {
+fn ns_checksum_ok<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], len: usize) -> bool {
     if !len.is_multiple_of(8) {
         return false;
     }

@@ -18,7 +18,10 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, loaded_programs},
+    programs::{
+        SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, loaded_programs,
+        tc::{NlOptions, TcAttachOptions},
+    },
 };
 use tokio::io::unix::AsyncFd;
 use vrrp_common::{
@@ -37,12 +40,14 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vr
 pub const PROGRAM: &str = "vrrp_xdp";
 /// Name of the TC egress program in the object.
 pub const EGRESS_PROGRAM: &str = "vrrp_tc_egress";
+/// Name of the TC ingress program (the XDP program's receive paths) in the object.
+pub const TC_INGRESS_PROGRAM: &str = "vrrp_tc_ingress";
 
 /// The loaded programs and their maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    /// Interfaces running our XDP program, and how.
-    xdp: Vec<(u32, XdpMode)>,
+    /// Interfaces running our receive program, how, and their names.
+    xdp: Vec<(u32, XdpMode, String)>,
     /// Interfaces whose outgoing adverts the egress program stamps.
     egress: Vec<u32>,
     /// A mode forced from the command line.
@@ -104,9 +109,12 @@ impl Dataplane {
         xdp_program(&mut ebpf)?
             .load()
             .context("the verifier refused the XDP program")?;
-        egress_program(&mut ebpf)?
+        classifier(&mut ebpf, EGRESS_PROGRAM)?
             .load()
             .context("the verifier refused the TC egress program")?;
+        classifier(&mut ebpf, TC_INGRESS_PROGRAM)?
+            .load()
+            .context("the verifier refused the TC ingress program")?;
         let config = HashMap::try_from(take(&mut ebpf, "CONFIG")?)?;
         let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
         let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
@@ -175,65 +183,116 @@ impl Dataplane {
         self.pin_dir = Some(dir);
     }
 
-    /// Attaches the XDP program to an interface, natively or else in generic mode, through
-    /// netlink so that it outlives the agent (see `net::xdp`). A program left by a previous
-    /// vrrp-agent is replaced atomically; any other program is reported and left alone.
+    /// Attaches the receive program to an interface: XDP natively, else in generic mode, else
+    /// as a TC ingress classifier. XDP goes through netlink and TC through a cls_bpf filter,
+    /// both held by the interface, so the program outlives the agent (see `net::xdp`). A
+    /// program left by a previous vrrp-agent is replaced; any other XDP program is reported
+    /// and left alone.
     pub async fn attach(
         &mut self,
         netlink: &Netlink,
         ifindex: u32,
         ifname: &str,
     ) -> Result<XdpMode> {
-        if let Some((_, mode)) = self.xdp.iter().find(|(i, _)| *i == ifindex) {
+        if let Some((_, mode, _)) = self.xdp.iter().find(|(i, _, _)| *i == ifindex) {
             return Ok(*mode);
         }
         let facts = netlink.xdp_facts(ifindex).await?;
-        let replace = match facts.attached {
-            None => None,
-            Some(found) => {
-                let name = program_name(found.id);
-                if name.as_deref() != Some(PROGRAM) {
-                    bail!(
-                        "interface {ifname} already runs another XDP program ({}, id {}); vrrp-agent does not replace it. Detach it first (`ip link set dev {ifname} xdp off`) if it is not needed",
-                        name.unwrap_or_else(|| "unnamed".into()),
-                        found.id
-                    );
-                }
-                tracing::info!(
-                    interface = ifname,
-                    id = found.id,
-                    "replacing the XDP program a previous vrrp-agent left attached"
+        let mut replace = None;
+        if let Some(found) = facts.attached {
+            let name = program_name(found.id);
+            if name.as_deref() != Some(PROGRAM) {
+                bail!(
+                    "interface {ifname} already runs another XDP program ({}, id {}); vrrp-agent does not replace it. Detach it first (`ip link set dev {ifname} xdp off`) if it is not needed",
+                    name.unwrap_or_else(|| "unnamed".into()),
+                    found.id
                 );
-                Some(found.mode)
             }
-        };
-        let fd = xdp_program(&mut self.ebpf)?.fd()?.as_fd().as_raw_fd();
+            tracing::info!(
+                interface = ifname,
+                id = found.id,
+                "replacing the XDP program a previous vrrp-agent left attached"
+            );
+            replace = Some(found.mode);
+        }
+        // A TC filter a previous run left: ours is replaced whichever mode we end up in.
+        if aya::programs::tc::qdisc_detach_program(
+            ifname,
+            TcAttachType::Ingress,
+            TC_INGRESS_PROGRAM,
+        )
+        .is_ok()
+        {
+            tracing::info!(
+                interface = ifname,
+                "removed the TC program a previous vrrp-agent left"
+            );
+        }
         // On veth a native XDP_TX frame is lost unless the peer (usually in another namespace,
         // out of our sight) runs an XDP program as well, so the ARP/ND replies would vanish;
         // generic XDP transmits them through the normal path.
-        let modes: &[XdpMode] = match (&replace, &self.forced_mode) {
-            (Some(mode), _) | (None, Some(mode)) => std::slice::from_ref(mode),
-            (None, None) if facts.veth => &[XdpMode::Generic],
-            (None, None) => &[XdpMode::Native, XdpMode::Generic],
+        let modes: &[XdpMode] = match (self.forced_mode, facts.veth) {
+            (Some(XdpMode::Tc), _) => &[XdpMode::Tc],
+            (Some(mode), _) => match mode {
+                XdpMode::Native => &[XdpMode::Native],
+                _ => &[XdpMode::Generic],
+            },
+            (None, true) => &[XdpMode::Generic, XdpMode::Tc],
+            (None, false) => &[XdpMode::Native, XdpMode::Generic, XdpMode::Tc],
         };
         let mut refusal = None;
         for &mode in modes {
-            match netlink
-                .attach_xdp(ifindex, fd, mode, replace.is_some())
-                .await
-            {
+            let attached = if mode == XdpMode::Tc {
+                if let Some(old) = replace.take() {
+                    netlink.detach_xdp(ifindex, old).await?;
+                }
+                self.attach_tc_ingress(ifname)
+            } else {
+                let fd = xdp_program(&mut self.ebpf)?.fd()?.as_fd().as_raw_fd();
+                // Replacing works within the mode the old program runs in; in another mode
+                // the old one goes first.
+                if let Some(old) = replace.filter(|old| *old != mode) {
+                    netlink.detach_xdp(ifindex, old).await?;
+                    replace = None;
+                }
+                netlink
+                    .attach_xdp(ifindex, fd, mode, replace.is_some())
+                    .await
+            };
+            match attached {
                 Ok(()) => {
-                    self.xdp.push((ifindex, mode));
+                    self.xdp.push((ifindex, mode, ifname.to_string()));
                     return Ok(mode);
                 }
                 Err(e) => {
-                    tracing::info!(interface = ifname, ?mode, error = %e, "XDP attach refused");
+                    tracing::info!(interface = ifname, ?mode, error = %format!("{e:#}"), "attach refused");
                     refusal = Some(e);
                 }
             }
         }
-        Err(refusal.unwrap_or_else(|| anyhow!("no XDP mode to try")))
-            .with_context(|| format!("attaching XDP to {ifname}"))
+        Err(refusal.unwrap_or_else(|| anyhow!("no mode to try")))
+            .with_context(|| format!("attaching the receive program to {ifname}"))
+    }
+
+    /// The TC fallback: a cls_bpf filter on the clsact qdisc's ingress, created over netlink
+    /// so that, like the XDP attachment, it stays when the agent dies.
+    fn attach_tc_ingress(&mut self, ifname: &str) -> Result<()> {
+        match aya::programs::tc::qdisc_add_clsact(ifname) {
+            Ok(()) | Err(aya::programs::tc::TcError::AlreadyAttached) => {}
+            Err(aya::programs::tc::TcError::NetlinkError(e))
+                if e.to_string().contains("exists") => {}
+            Err(e) => return Err(anyhow!("adding the clsact qdisc to {ifname}: {e}")),
+        }
+        let program = classifier(&mut self.ebpf, TC_INGRESS_PROGRAM)?;
+        let link = program.attach_with_options(
+            ifname,
+            TcAttachType::Ingress,
+            TcAttachOptions::Netlink(NlOptions::default()),
+        )?;
+        // Owned by the interface from now on: dropping the link must not detach it when the
+        // agent exits (a clean stop detaches by name, see `detach`).
+        std::mem::forget(program.take_link(link)?);
+        Ok(())
     }
 
     /// Attaches the egress program (tcx) to an interface, so the kernel stamps the heartbeat
@@ -243,7 +302,7 @@ impl Dataplane {
         if self.egress.contains(&ifindex) {
             return true;
         }
-        let attached = egress_program(&mut self.ebpf)
+        let attached = classifier(&mut self.ebpf, EGRESS_PROGRAM)
             .and_then(|p| Ok(p.attach(ifname, TcAttachType::Egress)?));
         match attached {
             Ok(_) => {
@@ -275,9 +334,19 @@ impl Dataplane {
     /// Detaches XDP from every interface and removes the pins (a clean stop). The egress
     /// links go with the process.
     pub async fn detach(&mut self, netlink: &Netlink) {
-        for (ifindex, mode) in std::mem::take(&mut self.xdp) {
-            if let Err(e) = netlink.detach_xdp(ifindex, mode).await {
-                tracing::warn!(ifindex, error = %e, "detaching XDP");
+        for (ifindex, mode, ifname) in std::mem::take(&mut self.xdp) {
+            let detached = if mode == XdpMode::Tc {
+                aya::programs::tc::qdisc_detach_program(
+                    &ifname,
+                    TcAttachType::Ingress,
+                    TC_INGRESS_PROGRAM,
+                )
+                .map_err(|e| anyhow!("{e}"))
+            } else {
+                netlink.detach_xdp(ifindex, mode).await
+            };
+            if let Err(e) = detached {
+                tracing::warn!(interface = ifname, error = %e, "detaching the receive program");
             }
         }
         if let Some(dir) = self.pin_dir.take() {
@@ -443,9 +512,9 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .context("program type")
 }
 
-fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
-    ebpf.program_mut(EGRESS_PROGRAM)
-        .ok_or_else(|| anyhow!("the kernel object has no program {EGRESS_PROGRAM}"))?
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("the kernel object has no program {name}"))?
         .try_into()
         .context("program type")
 }

@@ -34,13 +34,16 @@ pub enum XdpMode {
     Native,
     /// In the generic path, after the driver refused native mode.
     Generic,
+    /// Not XDP at all: the same receive paths as a TC ingress classifier (cls_bpf on the
+    /// clsact qdisc), where XDP cannot attach.
+    Tc,
 }
 
 impl XdpMode {
     fn flags(self) -> u32 {
         match self {
             Self::Native => DRV_MODE,
-            Self::Generic => SKB_MODE,
+            Self::Generic | Self::Tc => SKB_MODE,
         }
     }
 }
