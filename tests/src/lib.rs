@@ -331,6 +331,11 @@ impl Drop for Lab {
     }
 }
 
+/// Sleeps until `at` (at once if it has passed): for checks tied to a protocol deadline.
+pub fn sleep_until(at: Instant) {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
 /// Polls `f` every `every` until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(
     timeout: Duration,

@@ -88,9 +88,7 @@ fn sigkill_of_the_master_moves_the_vip_within_master_down_interval() {
     // The dead agent's XDP program outlives it and fences the node: once the peers'
     // Master_Down_Interval (plus 100 ms) has passed, r1 no longer answers ARP for the VIP,
     // although the address is still on its interface until its lifetime runs out.
-    std::thread::sleep(
-        (killed + bound + Duration::from_millis(100)).saturating_duration_since(Instant::now()),
-    );
+    vrrp_lab::sleep_until(killed + bound + Duration::from_millis(100));
     assert!(
         lab.addresses(lab.router(0)).unwrap().contains(&VIP),
         "the VIP lifetime (3 s) should still run: this checks the XDP fence, not the lifetime"

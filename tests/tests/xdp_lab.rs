@@ -10,7 +10,7 @@ use vrrp_agent::{
 };
 use vrrp_common::timers;
 use vrrp_lab::{
-    Lab, Spec, VIP, frames, mac_string, require_root, single_instance_config, wait_for,
+    Lab, Spec, VIP, frames, mac_string, require_root, single_instance_config, sleep_until, wait_for,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -123,9 +123,7 @@ fn a_hung_master_agent_is_fenced_and_the_pair_converges_when_it_resumes() {
         backup.wait_state(State::Master, bound + 2 * SEC).is_some(),
         "r2 did not take over from a hung master"
     );
-    std::thread::sleep(
-        (stopped + bound + Duration::from_millis(100)).saturating_duration_since(Instant::now()),
-    );
+    sleep_until(stopped + bound + Duration::from_millis(100));
     // r1 still holds the VIP (its agent is frozen, the lifetime has not run out) and still
     // believes it is master, but its kernel has stopped answering: one answerer.
     assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
@@ -256,66 +254,53 @@ fn use_vmac_the_client_reaches_the_vip_through_the_virtual_mac_across_a_failover
         r1.status().unwrap().instances[0].vmac.as_deref(),
         Some("00:00:5e:00:01:33")
     );
-    let (r1_addr, r2_addr) = (lab.router(0).addr, lab.router(1).addr);
-    let garp_with_vmac = |f: &[u8]| {
-        Arp::parse_frame(f).is_some_and(|a| a.spa == VIP && a.tpa == VIP && a.sha == vmac)
-            && f[6..12] == vmac
+    // What the client sees of the master `holder`: its GARP and adverts from the VMAC, the
+    // VIP answering pings through the VMAC, echo replies from it, and one ARP answer.
+    let served_through_vmac = |holder: std::net::Ipv4Addr| {
+        let garp = |f: &[u8]| {
+            Arp::parse_frame(f).is_some_and(|a| a.spa == VIP && a.tpa == VIP && a.sha == vmac)
+                && f[6..12] == vmac
+        };
+        assert!(
+            client.wait_incoming(2 * SEC, garp).is_some(),
+            "no GARP from the VMAC ({holder})"
+        );
+        assert!(
+            client
+                .wait_incoming(SEC, |f| ipv4_from(f, holder, 112, vmac))
+                .is_some(),
+            "{holder}'s adverts do not carry the VMAC"
+        );
+        assert!(
+            lab.client_ping(VIP, SEC).unwrap(),
+            "no echo reply from the VIP ({holder})"
+        );
+        assert_eq!(lab.client_neighbour(VIP).unwrap(), Some(vmac));
+        assert!(
+            client
+                .wait_incoming(SEC, |f| ipv4_from(f, VIP, 1, vmac))
+                .is_some(),
+            "echo replies do not come from the VMAC ({holder})"
+        );
+        assert_eq!(
+            lab.arp_answerers(VIP, WINDOW).unwrap(),
+            vec![vmac],
+            "one ARP answer"
+        );
     };
-    assert!(
-        client.wait_incoming(2 * SEC, garp_with_vmac).is_some(),
-        "no GARP from the VMAC"
-    );
-    assert!(
-        client
-            .wait_incoming(SEC, |f| ipv4_from(f, r1_addr, 112, vmac))
-            .is_some(),
-        "r1's adverts do not carry the VMAC"
-    );
-
-    // The client reaches the VIP through the VMAC; replies from the VIP carry it too.
-    assert!(
-        lab.client_ping(VIP, SEC).unwrap(),
-        "no echo reply from the VIP"
-    );
-    assert_eq!(lab.client_neighbour(VIP).unwrap(), Some(vmac));
-    assert!(
-        client
-            .wait_incoming(SEC, |f| ipv4_from(f, VIP, 1, vmac))
-            .is_some(),
-        "echo replies do not come from the VMAC"
-    );
-    assert_eq!(
-        lab.arp_answerers(VIP, WINDOW).unwrap(),
-        vec![vmac],
-        "one ARP answer"
-    );
+    served_through_vmac(lab.router(0).addr);
     let dropped = r2.instance_counter("vmac-frames-dropped");
     assert!(
         dropped > 0,
         "the backup did not drop frames sent to the VMAC"
     );
 
-    // Failover: r2 takes the VMAC over; the client's neighbour entry does not even change.
+    // Failover: r2 takes the VMAC over; the client's neighbour entry does not even change, and
+    // the dead r1's kernel is fenced (one answer, checked inside).
     r1.signal(libc::SIGKILL);
     r1.wait_exit(5 * SEC);
     assert!(r2.wait_state(State::Master, 3 * SEC).is_some());
-    assert!(
-        client.wait_incoming(2 * SEC, garp_with_vmac).is_some(),
-        "no GARP from r2"
-    );
-    assert!(
-        client
-            .wait_incoming(SEC, |f| ipv4_from(f, r2_addr, 112, vmac))
-            .is_some(),
-        "r2's adverts do not carry the VMAC"
-    );
-    assert!(
-        lab.client_ping(VIP, SEC).unwrap(),
-        "no echo reply after the failover"
-    );
-    assert_eq!(lab.client_neighbour(VIP).unwrap(), Some(vmac));
-    // The dead r1's kernel is fenced: exactly one answer for the VIP.
-    assert_eq!(lab.arp_answerers(VIP, WINDOW).unwrap(), vec![vmac]);
+    served_through_vmac(lab.router(1).addr);
 }
 
 #[test]
@@ -484,9 +469,7 @@ fn the_tc_ingress_fallback_answers_fences_and_is_replaced_like_xdp() {
     master.wait_exit(5 * SEC);
     assert!(backup.wait_state(State::Master, 3 * SEC).is_some());
     let bound = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
-    std::thread::sleep(
-        (killed + bound + Duration::from_millis(100)).saturating_duration_since(Instant::now()),
-    );
+    sleep_until(killed + bound + Duration::from_millis(100));
     assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
     assert_eq!(
         lab.arp_answerers(VIP, WINDOW).unwrap(),

@@ -24,6 +24,27 @@ pub const VRRP_GROUP_V4: [u8; 4] = [224, 0, 0, 18];
 pub const VRRP_GROUP_V6: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12];
 /// Advertisements must arrive with this TTL / hop limit (RFC 9568 5.1.1.3).
 pub const VRRP_TTL: u8 = 255;
+/// IPv6 next-header number of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// IPv6 Neighbor Discovery (RFC 4861) as the kernel's responder and the agent's announcer
+/// both write it.
+pub mod nd {
+    /// ICMPv6 type of a Neighbor Solicitation.
+    pub const NEIGHBOR_SOLICIT: u8 = 135;
+    /// ICMPv6 type of a Neighbor Advertisement.
+    pub const NEIGHBOR_ADVERT: u8 = 136;
+    /// NA flag: the sender is a router (a virtual router is one).
+    pub const FLAG_ROUTER: u8 = 0x80;
+    /// NA flag: the answer to a solicitation.
+    pub const FLAG_SOLICITED: u8 = 0x40;
+    /// NA flag: override the receiver's cached link-layer address.
+    pub const FLAG_OVERRIDE: u8 = 0x20;
+    /// Option type of the Target Link-Layer Address.
+    pub const OPT_TARGET_LLA: u8 = 2;
+    /// ND messages are sent, and must arrive, with this hop limit.
+    pub const HOP_LIMIT: u8 = 255;
+}
 
 /// Identifies one virtual router on one interface.
 ///

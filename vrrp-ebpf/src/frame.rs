@@ -10,29 +10,24 @@ pub trait Frame {
     fn end(&self) -> usize;
 }
 
-impl Frame for XdpContext {
-    #[inline(always)]
-    fn start(&self) -> usize {
-        self.data()
-    }
+/// Both contexts expose the window as `data()` / `data_end()`.
+macro_rules! frame_from_data_pointers {
+    ($($context:ty),*) => {$(
+        impl Frame for $context {
+            #[inline(always)]
+            fn start(&self) -> usize {
+                self.data()
+            }
 
-    #[inline(always)]
-    fn end(&self) -> usize {
-        self.data_end()
-    }
+            #[inline(always)]
+            fn end(&self) -> usize {
+                self.data_end()
+            }
+        }
+    )*};
 }
 
-impl Frame for TcContext {
-    #[inline(always)]
-    fn start(&self) -> usize {
-        self.data()
-    }
-
-    #[inline(always)]
-    fn end(&self) -> usize {
-        self.data_end()
-    }
-}
+frame_from_data_pointers!(XdpContext, TcContext);
 
 /// `N` bytes at `offset`, or `None` past the end of the frame.
 #[inline(always)]

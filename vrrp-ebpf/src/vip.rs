@@ -13,7 +13,8 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use vrrp_common::{
-    FAMILY_IPV4, FAMILY_IPV6, InstanceKey, VipKey, VmacKey, counters, instance_flags, state, timers,
+    FAMILY_IPV4, FAMILY_IPV6, IPPROTO_ICMPV6, InstanceKey, VipKey, VmacKey, counters,
+    instance_flags, nd, state, timers,
 };
 
 use crate::{
@@ -27,20 +28,12 @@ const ETH_P_ARP: u16 = 0x0806;
 const ARP_LEN: usize = 28;
 const ARP_REQUEST: u8 = 1;
 const ARP_REPLY: u8 = 2;
-const IPPROTO_ICMPV6: u8 = 58;
-const ND_NEIGHBOR_SOLICIT: u8 = 135;
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-/// Router, Solicited and Override flags of an NA.
-const NA_ROUTER: u8 = 0x80;
-const NA_SOLICITED: u8 = 0x40;
-const NA_OVERRIDE: u8 = 0x20;
 /// NS/NA fixed part: type, code, checksum, reserved/flags, target.
 const ND_LEN: usize = 24;
 /// The NA we send: fixed part plus one Target Link-Layer Address option.
 const NA_LEN: usize = ND_LEN + 8;
 /// The longest NS we check and answer ourselves (longer ones go to the stack).
 const MAX_NS_LEN: usize = 64;
-const OPT_TARGET_LL_ADDR: u8 = 2;
 const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 
@@ -236,7 +229,7 @@ fn ipv6<C: Ingress>(ctx: &C) -> u32 {
     };
     if ip[6] == IPPROTO_ICMPV6
         && let Some(icmp) = bytes::<ND_LEN>(ctx, ETH_HLEN + IPV6_HLEN)
-        && icmp[0] == ND_NEIGHBOR_SOLICIT
+        && icmp[0] == nd::NEIGHBOR_SOLICIT
     {
         return solicitation(ctx, &ip, &icmp);
     }
@@ -270,7 +263,7 @@ fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) 
     }
     // Only a valid solicitation gets our answer; the stack judges the rest.
     let payload = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-    if ip[7] != 255 || icmp[1] != 0 || !(ND_LEN..=MAX_NS_LEN).contains(&payload) {
+    if ip[7] != nd::HOP_LIMIT || icmp[1] != 0 || !(ND_LEN..=MAX_NS_LEN).contains(&payload) {
         return verdict::PASS;
     }
     if !ns_checksum_ok(ctx, ip, payload) {
@@ -285,9 +278,17 @@ fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) 
     let (eth_dst, ip_dst, flags) = if dad {
         // RFC 4861 7.2.4: a solicitation from the unspecified address is answered to
         // all-nodes, without the Solicited flag.
-        (ALL_NODES_MAC, ALL_NODES, NA_ROUTER | NA_OVERRIDE)
+        (
+            ALL_NODES_MAC,
+            ALL_NODES,
+            nd::FLAG_ROUTER | nd::FLAG_OVERRIDE,
+        )
     } else {
-        (eth_src, source, NA_ROUTER | NA_SOLICITED | NA_OVERRIDE)
+        (
+            eth_src,
+            source,
+            nd::FLAG_ROUTER | nd::FLAG_SOLICITED | nd::FLAG_OVERRIDE,
+        )
     };
     let wanted = ETH_HLEN + IPV6_HLEN + NA_LEN;
     if !ctx.resize(wanted) {
@@ -306,15 +307,15 @@ fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) 
         let ip = start + ETH_HLEN;
         put(ip, [0x60, 0, 0, 0]);
         put(ip + 4, (NA_LEN as u16).to_be_bytes());
-        put(ip + 6, [IPPROTO_ICMPV6, 255]);
+        put(ip + 6, [IPPROTO_ICMPV6, nd::HOP_LIMIT]);
         put(ip + 8, target);
         put(ip + 24, ip_dst);
         let na = ip + IPV6_HLEN;
-        put(na, [ND_NEIGHBOR_ADVERT, 0]);
+        put(na, [nd::NEIGHBOR_ADVERT, 0]);
         put(na + 2, checksum.to_be_bytes());
         put(na + 4, [flags, 0, 0, 0]);
         put(na + 8, target);
-        put(na + 24, [OPT_TARGET_LL_ADDR, 1]);
+        put(na + 24, [nd::OPT_TARGET_LLA, 1]);
         put(na + 26, vip.mac);
     }
     count_for(&vip.instance, counters::ND_REPLIES);
@@ -354,10 +355,10 @@ fn na_checksum(src: &[u8; 16], dst: &[u8; 16], flags: u8, mac: &[u8; 6]) -> u16 
         + sum16(dst)
         + NA_LEN as u64
         + IPPROTO_ICMPV6 as u64
-        + ((ND_NEIGHBOR_ADVERT as u64) << 8)
+        + ((nd::NEIGHBOR_ADVERT as u64) << 8)
         + ((flags as u64) << 8)
         + sum16(src)
-        + (((OPT_TARGET_LL_ADDR as u64) << 8) | 1)
+        + (((nd::OPT_TARGET_LLA as u64) << 8) | 1)
         + u16::from_be_bytes([mac[0], mac[1]]) as u64
         + u16::from_be_bytes([mac[2], mac[3]]) as u64
         + u16::from_be_bytes([mac[4], mac[5]]) as u64;

@@ -7,14 +7,13 @@ use super::{
     ip::{ETH_P_IPV6, IPV6_HLEN, checksum, ipv6_header, ipv6_multicast_mac, pseudo_header_sum},
 };
 
-const ICMPV6: u8 = 58;
-const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
-const OPTION_TARGET_LLA: u8 = 2;
-const FLAG_ROUTER: u8 = 0x80;
-const FLAG_SOLICITED: u8 = 0x40;
-const FLAG_OVERRIDE: u8 = 0x20;
-/// ND messages must arrive with hop limit 255.
-const ND_HOP_LIMIT: u8 = 255;
+use vrrp_common::{
+    IPPROTO_ICMPV6 as ICMPV6,
+    nd::{
+        FLAG_OVERRIDE, FLAG_ROUTER, FLAG_SOLICITED, HOP_LIMIT as ND_HOP_LIMIT,
+        NEIGHBOR_ADVERT as NEIGHBOUR_ADVERTISEMENT, OPT_TARGET_LLA as OPTION_TARGET_LLA,
+    },
+};
 
 /// The fields of a neighbour advertisement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
