@@ -265,20 +265,44 @@ impl Lab {
     /// the client's own neighbour state plays no part) and returns the MAC of every reply
     /// that arrived within `window`, in order (two nodes answering with one VMAC show twice).
     pub fn arp_answerers(&self, addr: Ipv4Addr, window: Duration) -> Result<Vec<[u8; 6]>> {
+        let request = frames::arp_request(self.client.mac, CLIENT_ADDR, addr);
+        self.answerers(&request, window, |frame| {
+            vrrp_agent::packet::Arp::parse_frame(frame)
+                .filter(|arp| arp.op == vrrp_agent::packet::ARP_REPLY && arp.spa == addr)
+                .map(|arp| arp.sha)
+        })
+    }
+
+    /// The same for IPv6: a Neighbor Solicitation for `addr` from the client (as fd00::50,
+    /// whether or not its stack holds that address) and the target MAC of every NA for it.
+    pub fn nd_answerers(&self, addr: Ipv6Addr, window: Duration) -> Result<Vec<[u8; 6]>> {
+        let source = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x50);
+        let request = frames::neighbour_solicitation(self.client.mac, source, addr);
+        self.answerers(&request, window, |frame| {
+            vrrp_agent::packet::NeighbourAdvert::parse_frame(frame)
+                .filter(|na| na.target == addr && na.solicited)
+                .and_then(|na| na.target_mac)
+        })
+    }
+
+    /// Sends `request` from the client once and collects what `answer` extracts from every
+    /// incoming frame within `window`.
+    fn answerers(
+        &self,
+        request: &[u8],
+        window: Duration,
+        answer: impl Fn(&[u8]) -> Option<[u8; 6]>,
+    ) -> Result<Vec<[u8; 6]>> {
         let capture = self.capture(&self.client)?;
-        capture.send(&frames::arp_request(self.client.mac, CLIENT_ADDR, addr))?;
+        capture.send(request)?;
         let deadline = Instant::now() + window;
         let mut answerers = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             let Some(frame) = capture.recv(left) else {
                 break;
             };
-            if let Some(arp) = vrrp_agent::packet::Arp::parse_frame(&frame.data)
-                && arp.op == vrrp_agent::packet::ARP_REPLY
-                && arp.spa == addr
-                && !frame.outgoing
-            {
-                answerers.push(arp.sha);
+            if let Some(mac) = answer(&frame.data).filter(|_| !frame.outgoing) {
+                answerers.push(mac);
             }
         }
         Ok(answerers)

@@ -248,6 +248,14 @@ fn ipv6_pair_elects_announces_with_unsolicited_na_and_fails_over() {
     );
     assert!(lab.addresses_v6(lab.router(0)).unwrap().contains(&VIP6));
     assert!(!lab.addresses_v6(lab.router(1)).unwrap().contains(&VIP6));
+    // Neighbor Solicitations for the VIP: answered in r1's kernel, dropped by r2's.
+    let window = Duration::from_millis(300);
+    assert_eq!(
+        lab.nd_answerers(VIP6, window).unwrap(),
+        vec![lab.router(0).mac]
+    );
+    assert!(master.instance_counter("nd-replies") > 0);
+    assert!(backup.instance_counter("nd-solicits-dropped") > 0);
 
     let client = lab.capture(&lab.client).unwrap();
     master.signal(libc::SIGKILL);
@@ -270,6 +278,11 @@ fn ipv6_pair_elects_announces_with_unsolicited_na_and_fails_over() {
         "{na:?}"
     );
     assert_eq!(na.target_mac, Some(lab.router(1).mac));
+    // The dead r1 is fenced: only r2 answers solicitations now.
+    assert_eq!(
+        lab.nd_answerers(VIP6, window).unwrap(),
+        vec![lab.router(1).mac]
+    );
     assert_eq!(na.dst, "ff02::1".parse::<std::net::Ipv6Addr>().unwrap());
 }
 
