@@ -334,8 +334,23 @@ fn traffic_to_the_vips_is_dropped_where_it_must_not_be_accepted() {
     reconfigure(&mut h, |c| c.priority = 255);
     expect(&mut h, "no_accept owner", &to_vip, XDP_PASS, None);
 
+    // ... also while not active: they are the host's own addresses.
+    reconfigure(&mut h, |c| c.state = state::BACKUP);
+    expect(&mut h, "owner, backup", &to_vip, XDP_PASS, None);
+    expect(
+        &mut h,
+        "owner, backup, ARP",
+        &request,
+        XDP_DROP,
+        Some(counters::ARP_DROPPED),
+    );
+
     // A dead master's node drops traffic to its VIPs once the heartbeat is stale.
-    reconfigure(&mut h, |c| c.flags = 0);
+    reconfigure(&mut h, |c| {
+        c.flags = 0;
+        c.priority = 100;
+        c.state = state::MASTER;
+    });
     h.dp.stamp_heartbeat(h.key, now_ns() - 1_000_000_000);
     expect(
         &mut h,

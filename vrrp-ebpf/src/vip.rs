@@ -48,6 +48,8 @@ enum Standing {
     ActiveNoAccept,
     /// Backup, fault, init, or a master whose heartbeat is stale: silent.
     Silent,
+    /// Silent, for an instance that owns its addresses (priority 255).
+    SilentOwner,
 }
 
 /// One of our VIPs as the kernel sees it right now.
@@ -101,11 +103,18 @@ fn standing(instance: &InstanceKey) -> Standing {
     };
     // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let cfg = unsafe { *cfg };
+    // The address owner's VIPs are its own addresses: silent for ARP/ND like any other when
+    // not active, but traffic to them is the host's (management access survives a FAULT).
+    let silent = if cfg.priority == 255 {
+        Standing::SilentOwner
+    } else {
+        Standing::Silent
+    };
     if cfg.state != state::MASTER {
-        return Standing::Silent;
+        return silent;
     }
     let Some(beat) = HEARTBEAT.get_ptr(instance) else {
-        return Standing::Silent;
+        return silent;
     };
     // SAFETY: as above.
     let beat = unsafe { *beat };
@@ -113,7 +122,7 @@ fn standing(instance: &InstanceKey) -> Standing {
     let now = unsafe { bpf_ktime_get_ns() };
     let fence_ns = 3 * cfg.interval_cs as u64 * timers::NS_PER_CS;
     if now.saturating_sub(beat) >= fence_ns {
-        return Standing::Silent;
+        return silent;
     }
     if cfg.flags & instance_flags::NO_ACCEPT != 0 && cfg.priority != 255 {
         Standing::ActiveNoAccept
@@ -144,7 +153,10 @@ pub fn vmac_ingress<C: Ingress>(ctx: &C) -> u32 {
     };
     // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let entry = unsafe { *entry };
-    if standing(&entry.instance) == Standing::Silent {
+    if matches!(
+        standing(&entry.instance),
+        Standing::Silent | Standing::SilentOwner
+    ) {
         count_for(&entry.instance, counters::VMAC_DROPPED);
         return verdict::DROP;
     }
@@ -183,7 +195,7 @@ fn arp<C: Ingress>(ctx: &C) -> u32 {
     let vip = lookup(ctx, FAMILY_IPV4, v4_key(target_ip));
     match vip.standing {
         Standing::Unknown => verdict::PASS,
-        Standing::Silent => {
+        Standing::Silent | Standing::SilentOwner => {
             count_for(&vip.instance, counters::ARP_DROPPED);
             verdict::DROP
         }
@@ -240,7 +252,7 @@ fn ipv6<C: Ingress>(ctx: &C) -> u32 {
 #[inline(always)]
 fn filter_traffic(vip: &Vip) -> u32 {
     match vip.standing {
-        Standing::Unknown | Standing::Active => verdict::PASS,
+        Standing::Unknown | Standing::Active | Standing::SilentOwner => verdict::PASS,
         Standing::ActiveNoAccept | Standing::Silent => {
             count_for(&vip.instance, counters::VIP_TRAFFIC_DROPPED);
             verdict::DROP
@@ -255,7 +267,7 @@ fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) 
     let vip = lookup(ctx, FAMILY_IPV6, target);
     match vip.standing {
         Standing::Unknown => return verdict::PASS,
-        Standing::Silent => {
+        Standing::Silent | Standing::SilentOwner => {
             count_for(&vip.instance, counters::ND_DROPPED);
             return verdict::DROP;
         }
