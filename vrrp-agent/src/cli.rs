@@ -37,9 +37,9 @@ pub struct Cli {
     /// Detailed (debug) logging.
     #[arg(short = 'D', long = "log-detail")]
     pub log_detail: bool,
-    /// Force the XDP mode. Default: native, falling back to generic where the driver refuses,
-    /// and generic on veth, where native XDP_TX replies reach the peer only if the peer runs
-    /// an XDP program too.
+    /// Force how the receive program attaches. Default: native XDP, falling back to generic
+    /// where the driver refuses and to TC ingress where XDP cannot attach; generic on veth,
+    /// where native XDP_TX replies reach the peer only if the peer runs an XDP program too.
     #[arg(long, value_name = "MODE")]
     pub xdp_mode: Option<crate::dataplane::XdpMode>,
     /// Control socket of the daemon.
