@@ -71,3 +71,44 @@ fn warnings_exit_4_and_would_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn includes_parameters_and_config_ids_reach_the_checker_with_their_locations() {
+    let dir = std::env::temp_dir().join(format!("vrrp-config-include-{}", std::process::id()));
+    let conf_d = dir.join("conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    // The instance lives in an included file and takes its priority from a parameter the
+    // main file sets per config id; a typo sits on a line only `-i main` keeps.
+    std::fs::write(
+        conf_d.join("vi_1.conf"),
+        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority $PRIO\n    @main prioritty 7\n    virtual_ipaddress {\n        ~SEQ(N, 100, 102) 10.0.0.${N}/24\n    }\n}\n",
+    )
+    .unwrap();
+    let main = dir.join("keepalived.conf");
+    std::fs::write(
+        &main,
+        "@main $PRIO=200\n@^main $PRIO=100\nglobal_defs {\n    router_id ${_INSTANCE}\n}\ninclude conf.d/*.conf\n",
+    )
+    .unwrap();
+    let run = |id: &str| {
+        let out = Command::new(agent_binary())
+            .args(["-t", "-i", id, "-f"])
+            .arg(&main)
+            .output()
+            .expect("run vrrp-agent");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run("backup");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run("main");
+    assert_eq!(code, Some(3), "{stderr}");
+    let located = format!("{}:5:11:", conf_d.join("vi_1.conf").display());
+    assert!(
+        stderr.contains(&located) && stderr.contains("prioritty"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -28,6 +28,10 @@ pub struct Cli {
     /// with located errors if it cannot run (keepalived's codes).
     #[arg(short = 't', long = "config-test")]
     pub config_test: bool,
+    /// The config id that `@id` / `@^id` lines are matched against and `${_INSTANCE}` names
+    /// (default: the host name up to its first dot), as keepalived's `-i`.
+    #[arg(short = 'i', long = "config-id", value_name = "ID")]
+    pub config_id: Option<String>,
     /// Stay in the foreground (the only mode; accepted for keepalived compatibility).
     #[arg(short = 'n', long = "dont-fork")]
     pub dont_fork: bool,
@@ -90,7 +94,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Some(Command::Status { json }) => runtime.block_on(status(&cli.control_socket, json)),
         None => {
-            let config = match config::load(&cli.config) {
+            let mut options = config::Options::default();
+            if let Some(id) = &cli.config_id {
+                options.config_id = id.clone();
+            }
+            let config = match config::load_with(&cli.config, &options) {
                 Ok(c) => c,
                 Err(diagnostics) => {
                     eprintln!("{diagnostics}");

@@ -8,6 +8,7 @@ mod addresses;
 mod builder;
 mod diagnostic;
 mod instance;
+mod preprocess;
 mod routes;
 mod sync_group;
 mod syntax;
@@ -19,6 +20,7 @@ use std::{
 };
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use preprocess::Options;
 pub use syntax::{Statement, Word};
 
 /// The parsed, validated configuration.
@@ -196,26 +198,37 @@ impl Instance {
     }
 }
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file (config id: the short host name).
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(
-            &Location {
-                file: std::sync::Arc::new(path.to_path_buf()),
-                line: 1,
-                col: 1,
-            },
-            format!("cannot read the configuration: {e}"),
-        )])
-    })?;
-    parse(path, &text)
+    load_with(path, &Options::default())
 }
 
-/// Parses and validates configuration text that came from `path`.
+/// Reads and validates a configuration file with the given options (`-i` config id).
+pub fn load_with(path: &Path, options: &Options) -> Result<Config, Diagnostics> {
+    let (lines, errors) = preprocess::expand_file(path, options);
+    if !errors.is_empty() {
+        return Err(Diagnostics(errors));
+    }
+    build(syntax::parse_lines(&lines).map_err(Diagnostics)?)
+}
+
+/// Validates configuration text that claims to come from `path` (includes resolve from its
+/// directory).
 pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
-    let statements = syntax::parse(path.to_path_buf(), text).map_err(Diagnostics)?;
-    let mut b = builder::Builder::default();
-    b.top_level(&statements);
+    parse_with(path, text, &Options::default())
+}
+
+/// [`parse`] with the given options.
+pub fn parse_with(path: &Path, text: &str, options: &Options) -> Result<Config, Diagnostics> {
+    build(syntax::parse(path, text, options).map_err(Diagnostics)?)
+}
+
+fn build(parsed: syntax::Parsed) -> Result<Config, Diagnostics> {
+    let mut b = builder::Builder {
+        warnings: parsed.warnings,
+        ..builder::Builder::default()
+    };
+    b.top_level(&parsed.statements);
     b.finish()
 }
 
