@@ -1,4 +1,4 @@
-use super::*;
+use super::{glob::wildcard_match, *};
 
 fn opts(id: &str) -> Options {
     Options {
