@@ -31,7 +31,7 @@ impl Builder {
                 }
                 "vrrp_instance" => self.vrrp_instance(s),
                 "vrrp_sync_group" => self.vrrp_sync_group(s),
-                _ => self.unknown(s, "at the top level"),
+                _ => self.unknown(s, "top"),
             }
         }
     }
@@ -43,7 +43,7 @@ impl Builder {
                 "vrrp_version" => self.vrrp_version = self.version(s),
                 "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
                 "vrrp_agent_observe" => self.observe = self.flag(s),
-                _ => self.unknown(s, "in global_defs"),
+                _ => self.unknown(s, "global_defs"),
             }
         }
     }

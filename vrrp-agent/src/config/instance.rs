@@ -65,7 +65,12 @@ impl Builder {
                         advert_int_at = st.args.first().map(|w| w.location.clone());
                     }
                 }
-                "unicast_src_ip" => instance.unicast_src_ip = self.ip(st),
+                // keepalived treats the two as one: the source of our adverts.
+                "unicast_src_ip" | "mcast_src_ip" => instance.unicast_src_ip = self.ip(st),
+                // Preemption is the default; keepalived keeps the keyword for old configs.
+                "preempt" => {
+                    self.no_args(st);
+                }
                 "v3_checksum_as_v2" => instance.v3_checksum_as_v2 = self.flag(st),
                 "unicast_peer" => {
                     if let Some(b) = self.block(st) {
@@ -133,7 +138,7 @@ impl Builder {
                     self.no_args(st);
                     instance.vmac_xmit_base = true;
                 }
-                _ => self.unknown(st, "in vrrp_instance"),
+                _ => self.unknown(st, "vrrp_instance"),
             }
         }
         match interface {
@@ -238,7 +243,7 @@ impl Builder {
             match st.keyword.text.as_str() {
                 "auth_type" => kind = self.value(st).cloned(),
                 "auth_pass" => pass = self.value(st).cloned(),
-                _ => self.unknown(st, "in authentication"),
+                _ => self.unknown(st, "authentication"),
             }
         }
         let kind = kind.or_else(|| {

@@ -8,6 +8,7 @@ mod addresses;
 mod builder;
 mod diagnostic;
 mod instance;
+pub mod keywords;
 mod preprocess;
 mod routes;
 mod sync_group;

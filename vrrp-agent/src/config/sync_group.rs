@@ -31,7 +31,7 @@ impl Builder {
                         }
                     }
                 }
-                _ => self.unknown(st, "in vrrp_sync_group"),
+                _ => self.unknown(st, "vrrp_sync_group"),
             }
         }
         self.sync_groups.push((

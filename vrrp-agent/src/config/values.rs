@@ -2,42 +2,11 @@
 
 use std::net::IpAddr;
 
-use super::{Diagnostic, InitialState, Statement, Word, builder::Builder};
-
-/// keepalived keywords that change behaviour and are not implemented yet, with what they do.
-/// Refusing them (keepalived's `-t` exit code 3) beats running a different cluster.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "vrrp_strict",
-        "it forces strict RFC compliance (no unicast, no auth, no_accept, ...)",
-    ),
-    (
-        "track_interface",
-        "it changes priority or causes FAULT on other interfaces' state",
-    ),
-    (
-        "track_script",
-        "it changes priority or causes FAULT from health checks",
-    ),
-    ("track_file", "it changes priority from a file"),
-    ("track_process", "it changes priority from process presence"),
-    ("vrrp_script", "it runs health checks that drive priority"),
-    ("notify", "it runs a script on every state change"),
-    ("notify_master", "it runs a script on becoming master"),
-    ("notify_backup", "it runs a script on becoming backup"),
-    ("notify_fault", "it runs a script on entering FAULT"),
-    ("notify_stop", "it runs a script when the instance stops"),
-    ("virtual_server", "it programs a load balancer"),
-    ("virtual_server_group", "it programs a load balancer"),
-    (
-        "lower_prio_no_advert",
-        "it stops the master from answering lower-priority adverts",
-    ),
-    (
-        "higher_prio_send_advert",
-        "it makes a stepping-down master advertise once more",
-    ),
-];
+use super::{
+    Diagnostic, InitialState, Statement, Word,
+    builder::Builder,
+    keywords::{self, Policy},
+};
 
 impl Builder {
     pub(super) fn ip(&mut self, s: &Statement) -> Option<IpAddr> {
@@ -57,21 +26,31 @@ impl Builder {
         }
     }
 
-    pub(super) fn unknown(&mut self, s: &Statement, context: &str) {
+    /// A keyword the builder does not handle where it is written (`block`: `top` or the
+    /// enclosing block's keyword): refused or warned about as the keyword table says, or
+    /// reported as unknown.
+    pub(super) fn unknown(&mut self, s: &Statement, block: &str) {
         let keyword = s.keyword.text.as_str();
-        let diagnostic = match NOT_YET.iter().find(|(k, _)| *k == keyword) {
-            Some((_, why)) => Diagnostic::new(
-                &s.keyword.location,
-                format!("keepalived's `{keyword}` is not supported yet: {why}"),
-            )
-            .hint("it changes how the cluster behaves, so running without it would be wrong; remove it or keep keepalived for this configuration"),
-            None => Diagnostic::new(
-                &s.keyword.location,
-                format!("unknown or unsupported keyword `{keyword}` {context}"),
-            )
-            .hint("check the spelling; keywords this version does not implement are refused rather than ignored"),
+        let at = &s.keyword.location;
+        let place = if block == "top" {
+            "at the top level".to_string()
+        } else {
+            format!("in {block}")
         };
-        self.errors.push(diagnostic);
+        match keywords::lookup(block, keyword).map(|k| k.policy) {
+            Some(Policy::Refuse(why)) => self.errors.push(
+                Diagnostic::new(at, format!("keepalived's `{keyword}` is not supported: {why}"))
+                    .hint("it changes how the cluster behaves, so running without it would be wrong; remove it or keep keepalived for this configuration"),
+            ),
+            Some(Policy::Warn(why)) => self.warnings.push(
+                Diagnostic::new(at, format!("keepalived's `{keyword}` has no effect here: {why}"))
+                    .hint("the daemon runs without it; remove it to silence this warning"),
+            ),
+            Some(Policy::Implemented) | None => self.errors.push(
+                Diagnostic::new(at, format!("unknown or unsupported keyword `{keyword}` {place}"))
+                    .hint("check the spelling and the block it is in; keywords this version does not implement are refused rather than ignored"),
+            ),
+        }
     }
 
     pub(super) fn block<'s>(&mut self, s: &'s Statement) -> Option<&'s [Statement]> {

@@ -1,0 +1,236 @@
+//! The keyword table (`vrrp-agent/src/config/keywords.tsv`) against keepalived 2.2.7's man
+//! page and against the parser: every keyword of keepalived.conf(5) is in the table, and each
+//! row's policy is what the configuration checker actually does with the keyword.
+
+use std::{collections::BTreeSet, path::Path, process::Command};
+
+use vrrp_agent::config::{
+    self,
+    keywords::{self, Policy},
+};
+
+const MAN_PAGE: &str = "/usr/share/man/man5/keepalived.conf.5.gz";
+
+/// Man page sections that only show syntax examples, not keywords of their own.
+const EXAMPLE_SECTIONS: [&str; 6] = [
+    "TOP HIERACHY",
+    "GLOBAL CONFIGURATION",
+    "Conditional configuration and configuration id",
+    "Parameter substitution",
+    "Sequence blocks",
+    "List blocks",
+];
+
+/// The block a man page section's keywords are written in (its opening keyword is `top`).
+fn section_block(section: &str) -> Option<&'static str> {
+    Some(match section {
+        "Global definitions" => "global_defs",
+        "Linkbeat interfaces" => "linkbeat_interfaces",
+        "Static track groups" => "track_group",
+        "Static routes/addresses/rules" => "top",
+        "Track files" => "track_file",
+        "VRRP track processes" => "vrrp_track_process",
+        "BFD CONFIGURATION" => "bfd_instance",
+        "VRRP script(s)" => "vrrp_script",
+        "VRRP synchronization group(s)" => "vrrp_sync_group",
+        "VRRP gratuitous ARP and unsolicited neighbour advert delay group(s)" => "garp_group",
+        "VRRP instance(s)" => "vrrp_instance",
+        "Virtual server group(s)" => "virtual_server_group",
+        "Virtual server(s)" => "virtual_server",
+        _ => return None,
+    })
+}
+
+/// (block, keyword) for every keyword the man page shows in bold at the start of a line of
+/// its configuration examples (`.nf` ... `.fi`), the way the table was first extracted.
+fn man_page_keywords(roff: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let (mut section, mut example) = (String::new(), false);
+    for line in roff.lines() {
+        if let Some(title) = line.strip_prefix(".SH ") {
+            section = title.trim().trim_matches('"').to_string();
+        }
+        match line {
+            l if l.starts_with(".nf") => example = true,
+            l if l.starts_with(".fi") => example = false,
+            _ => {}
+        }
+        if !example || EXAMPLE_SECTIONS.contains(&section.as_str()) {
+            continue;
+        }
+        let Some(bold) = line.trim().strip_prefix("\\fB") else {
+            continue;
+        };
+        let keyword: String = bold
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let Some(block) = section_block(&section) else {
+            panic!("man page section `{section}` has no block mapping: extend section_block");
+        };
+        let opener =
+            keyword == block || (section == "Global definitions" && keyword == "global_defs");
+        let block = if opener { "top" } else { block };
+        if keyword
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        {
+            out.insert((block.to_string(), keyword));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_keyword_of_the_man_page_is_in_the_table() {
+    let table: BTreeSet<(String, String)> = keywords::all()
+        .iter()
+        .map(|k| (k.block.to_string(), k.keyword.to_string()))
+        .collect();
+    assert!(table.len() > 300, "the table lost rows: {}", table.len());
+    let Ok(out) = Command::new("zcat").arg(MAN_PAGE).output() else {
+        eprintln!("zcat is missing: the man page comparison is skipped");
+        return;
+    };
+    if !out.status.success() {
+        // Minimal Debian images drop man pages; the table stays what it was checked against.
+        eprintln!("{MAN_PAGE} is not installed here: the man page comparison is skipped");
+        return;
+    }
+    let man = man_page_keywords(&String::from_utf8_lossy(&out.stdout));
+    let missing: Vec<_> = man.difference(&table).collect();
+    assert!(
+        missing.is_empty(),
+        "man page keywords missing from keywords.tsv: {missing:?}"
+    );
+    let extra: Vec<_> = table
+        .iter()
+        .filter(|k| !man.contains(*k))
+        .filter(|(_, kw)| !matches!(kw.as_str(), "v3_checksum_as_v2" | "vrrp_agent_observe"))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "keywords.tsv rows not in the man page: {extra:?}"
+    );
+}
+
+/// A minimal valid configuration with `line` added where `block` says.
+fn config_with(block: &str, line: &str) -> Option<String> {
+    let instance = |extra: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 51\n    priority 100\n{extra}    virtual_ipaddress {{\n        10.0.0.100/24\n    }}\n}}\n"
+        )
+    };
+    Some(match block {
+        "top" => format!("{}{line} {{\n}}\n", instance("")),
+        "global_defs" => format!("global_defs {{\n{line}\n}}\n{}", instance("")),
+        "vrrp_instance" => instance(&format!("{line}\n")),
+        "vrrp_sync_group" => format!(
+            "{}vrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n{line}\n}}\n",
+            instance("")
+        ),
+        // Inside blocks that are refused (or warned about) as a whole.
+        _ => return None,
+    })
+}
+
+#[test]
+fn each_rows_policy_is_what_the_checker_does() {
+    let mut checked = 0;
+    for k in keywords::all() {
+        // The man page lists `authentication`'s keywords among vrrp_instance's.
+        let line = match k.keyword {
+            "auth_type" | "auth_pass" => {
+                format!("    authentication {{\n        {} 1\n    }}", k.keyword)
+            }
+            _ => format!("    {} 1", k.keyword),
+        };
+        let Some(text) = config_with(k.block, &line) else {
+            // Reached only through their block, whose own row decides.
+            let parent = keywords::lookup("top", k.block).map(|p| p.policy);
+            assert!(
+                matches!(parent, Some(Policy::Refuse(_) | Policy::Warn(_))),
+                "{} {}: its block is not refused or warned about as a whole",
+                k.block,
+                k.keyword
+            );
+            continue;
+        };
+        let result = config::parse(Path::new("k.conf"), &text);
+        let (errors, warnings) = match &result {
+            Ok(c) => (Vec::new(), c.warnings.clone()),
+            Err(d) => (d.0.clone(), Vec::new()),
+        };
+        let mentions = |list: &[config::Diagnostic], what: &str| {
+            list.iter()
+                .any(|d| d.message.contains(&format!("`{}` {what}", k.keyword)))
+        };
+        match k.policy {
+            Policy::Refuse(why) => {
+                assert!(!why.is_empty(), "{} {}: no reason", k.block, k.keyword);
+                assert!(
+                    mentions(&errors, "is not supported"),
+                    "{} {} should be refused: {errors:?}",
+                    k.block,
+                    k.keyword
+                );
+            }
+            Policy::Warn(_) => {
+                assert!(
+                    result.is_ok() && mentions(&warnings, "has no effect"),
+                    "{} {} should be warned about and run: {result:?}",
+                    k.block,
+                    k.keyword
+                );
+            }
+            Policy::Implemented => assert!(
+                !mentions(&errors, "in ")
+                    && !errors.iter().any(|d| d.message.contains("not supported")),
+                "{} {} is marked implemented but the checker does not know it: {errors:?}",
+                k.block,
+                k.keyword
+            ),
+        }
+        checked += 1;
+    }
+    assert!(checked > 200, "only {checked} rows were checked");
+}
+
+#[test]
+fn refused_keywords_stop_the_daemon_and_warned_ones_let_it_run() {
+    let dir = std::env::temp_dir().join(format!("vrrp-keyword-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(vrrp_lab::agent::agent_binary())
+            .args(["-t", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(
+        "refuse.conf",
+        config_with("vrrp_instance", "    track_script {\n        chk\n    }").unwrap(),
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refuse.conf:5:5:") && stderr.contains("track_script"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(
+        "warn.conf",
+        config_with("global_defs", "    enable_snmp_vrrp").unwrap(),
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("warn.conf:2:5:") && stderr.contains("SNMP"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
