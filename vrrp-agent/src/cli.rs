@@ -16,6 +16,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 pub const EXIT_CONFIG: u8 = 3;
 /// `-t` exit code when the configuration has warnings but would run (keepalived's).
 pub const EXIT_CONFIG_WARNINGS: u8 = 4;
+/// `-t` exit code when scripts are configured without `enable_script_security`.
+pub const EXIT_SCRIPT_SECURITY: u8 = 5;
 
 /// keepalived-compatible VRRP daemon with an eBPF fast path.
 #[derive(Debug, Parser)]
@@ -108,7 +110,21 @@ pub fn main() -> ExitCode {
             for w in &config.warnings {
                 eprintln!("{}", w.to_string().replacen(": error: ", ": warning: ", 1));
             }
+            if config.unsafe_scripts {
+                eprintln!(
+                    "{}: warning: scripts are configured but enable_script_security is not: they run as {} without checks that only root can change them",
+                    cli.config.display(),
+                    config
+                        .scripts
+                        .script_user
+                        .as_ref()
+                        .map_or("root", |(user, _)| user.as_str())
+                );
+            }
             if cli.config_test {
+                if config.unsafe_scripts {
+                    return ExitCode::from(EXIT_SCRIPT_SECURITY);
+                }
                 if config.warnings.is_empty() {
                     eprintln!("{}: configuration is valid", cli.config.display());
                     return ExitCode::SUCCESS;

@@ -13,6 +13,8 @@ pub(super) struct Builder {
     pub(super) v3_checksum_as_v2: bool,
     /// `global_defs { vrrp_agent_observe }`.
     pub(super) observe: bool,
+    /// Script and FIFO settings from `global_defs`.
+    pub(super) scripts: super::ScriptGlobals,
     /// Instances with the version still unresolved (`None` = take the global default), and
     /// where their `advert_int` was written.
     pub(super) instances: Vec<(Instance, Option<u8>, Option<Location>)>,
@@ -43,6 +45,7 @@ impl Builder {
                 "vrrp_version" => self.vrrp_version = self.version(s),
                 "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
                 "vrrp_agent_observe" => self.observe = self.flag(s),
+                _ if self.script_global(s) => {}
                 _ => self.unknown(s, "global_defs"),
             }
         }
@@ -123,12 +126,34 @@ impl Builder {
             }
             instances.push(instance);
         }
+        // Scripts run as root need enable_script_security's checks; without it keepalived
+        // runs them anyway and says so (`-t` exits 5).
+        let scripts: Vec<super::Script> = instances
+            .iter()
+            .map(|i: &Instance| &i.notify)
+            .chain(self.sync_groups.iter().map(|(g, _)| &g.notify))
+            .flat_map(|n| [&n.master, &n.backup, &n.fault, &n.stop, &n.generic])
+            .flatten()
+            .cloned()
+            .collect();
+        let no_script_user = self.scripts.script_user.is_none();
+        if self.scripts.script_security {
+            for script in scripts
+                .iter()
+                .filter(|s| s.user.is_none() && no_script_user)
+            {
+                self.check_script_security(script);
+            }
+        }
+        let unsafe_scripts = !self.scripts.script_security && !scripts.is_empty();
         let sync_groups = self.check_sync_groups(&instances);
         if self.errors.is_empty() {
             Ok(Config {
                 router_id: self.router_id,
                 instances,
                 sync_groups,
+                scripts: self.scripts,
+                unsafe_scripts,
                 observe: self.observe,
                 warnings: self.warnings,
             })

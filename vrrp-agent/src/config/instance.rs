@@ -41,6 +41,7 @@ impl Builder {
             accept: true,
             use_vmac: false,
             vmac_xmit_base: false,
+            notify: Default::default(),
         };
         let mut version = None;
         let mut nopreempt_at = None;
@@ -138,6 +139,7 @@ impl Builder {
                     self.no_args(st);
                     instance.vmac_xmit_base = true;
                 }
+                _ if self.notify_keyword(st, &mut instance.notify) => {}
                 _ => self.unknown(st, "vrrp_instance"),
             }
         }

@@ -11,6 +11,7 @@ mod instance;
 pub mod keywords;
 mod preprocess;
 mod routes;
+mod scripts;
 mod sync_group;
 mod syntax;
 mod values;
@@ -22,6 +23,7 @@ use std::{
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use preprocess::Options;
+pub use scripts::{Notify, Script, ScriptGlobals};
 pub use syntax::{Statement, Word};
 
 /// The parsed, validated configuration.
@@ -33,6 +35,11 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// `vrrp_sync_group`s: instances that change state together.
     pub sync_groups: Vec<SyncGroup>,
+    /// Script user, script security and the notify FIFOs.
+    pub scripts: ScriptGlobals,
+    /// Scripts are configured but `enable_script_security` is not (keepalived runs them and
+    /// warns; `-t` exits 5).
+    pub unsafe_scripts: bool,
     /// `global_defs { vrrp_agent_observe }` (a vrrp-agent extension): the kernel accounts
     /// adverts and then passes them on to the stack instead of absorbing them, so tcpdump on
     /// the host still sees them.
@@ -88,6 +95,8 @@ pub struct SyncGroup {
     pub location: Location,
     /// Member `vrrp_instance` names.
     pub members: Vec<String>,
+    /// Its notify scripts.
+    pub notify: Notify,
 }
 
 /// How an instance starts (keepalived's `state`).
@@ -180,6 +189,8 @@ pub struct Instance {
     pub use_vmac: bool,
     /// `vmac_xmit_base`: with `use_vmac`, adverts keep the interface's own MAC as source.
     pub vmac_xmit_base: bool,
+    /// Its notify scripts.
+    pub notify: Notify,
 }
 
 impl Instance {

@@ -16,6 +16,7 @@ impl Builder {
         };
         let Some(block) = self.block(s) else { return };
         let mut members = Vec::new();
+        let mut notify = super::Notify::default();
         for st in block {
             match st.keyword.text.as_str() {
                 "group" => {
@@ -31,6 +32,7 @@ impl Builder {
                         }
                     }
                 }
+                _ if self.notify_keyword(st, &mut notify) => {}
                 _ => self.unknown(st, "vrrp_sync_group"),
             }
         }
@@ -39,6 +41,7 @@ impl Builder {
                 name: name.text.clone(),
                 location: s.keyword.location.clone(),
                 members: members.iter().map(|(n, _)| n.clone()).collect(),
+                notify,
             },
             members.into_iter().map(|(_, at)| at).collect(),
         ));

@@ -157,6 +157,41 @@ fn the_same_vrid_is_a_different_router_per_family_and_per_disjoint_unicast_peer_
 }
 
 #[test]
+fn notify_scripts_for_instances_and_groups_and_script_security() {
+    let text = GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    notify_master \"/etc/keepalived/master.sh 'a b'\" nobody\n    notify /bin/true",
+    ) + "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 52\n priority 100\n virtual_ipaddress {\n 10.0.0.102\n }\n}\n"
+        + "vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n    notify_backup /bin/true\n}\n";
+    let c = cfg(&text).unwrap();
+    let master = c.instances[0].notify.master.as_ref().unwrap();
+    assert_eq!(master.argv(), ["/etc/keepalived/master.sh", "a b"]);
+    assert_eq!(master.user.as_deref(), Some("nobody"));
+    assert!(c.instances[0].notify.generic.is_some());
+    assert!(c.sync_groups[0].notify.backup.is_some());
+    assert!(c.unsafe_scripts, "scripts without enable_script_security");
+    // With script security, a root script must not be changeable by others: /bin/true is
+    // fine, one in a world-writable place is refused with its location.
+    let secured = text.replace("global_defs {", "global_defs {\n    enable_script_security");
+    assert!(!cfg(&secured).unwrap().unsafe_scripts);
+    let dir = std::env::temp_dir().join(format!("vrrp-unsafe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("s.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let unsafe_text = secured.replace("notify /bin/true", &format!("notify {}", script.display()));
+    let errs = cfg(&unsafe_text).unwrap_err();
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.message.contains("unsafe to run as root")),
+        "{errs}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn lowercase_state_warns_and_nopreempt_under_master_is_cleared() {
     let text = GOOD.replace("state MASTER", "state master\n    nopreempt");
     let c = cfg(&text).unwrap();
@@ -238,11 +273,11 @@ fn virtual_address_options_and_excluded_addresses() {
 fn semantics_changing_keywords_are_refused_with_a_reason() {
     let (line, col, msg) = first_error(&GOOD.replace(
         "    priority 200",
-        "    priority 200\n    notify_master /bin/true",
+        "    priority 200\n    track_script {\n        chk\n    }",
     ));
     assert_eq!((line, col), (12, 5));
     assert!(
-        msg.contains("notify_master") && msg.contains("script"),
+        msg.contains("track_script") && msg.contains("health checks"),
         "{msg}"
     );
     let c = cfg(&GOOD.replace(
