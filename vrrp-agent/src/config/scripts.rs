@@ -191,8 +191,9 @@ impl Builder {
             match std::fs::metadata(path) {
                 Ok(meta) => {
                     let writable_by_others = meta.mode() & 0o022 != 0;
-                    let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
-                    if meta.uid() != 0 || (writable_by_others && !(sticky_dir && !first)) {
+                    // A sticky directory (like /tmp) lets nobody replace root's files.
+                    let sticky_dir = !first && meta.is_dir() && meta.mode() & 0o1000 != 0;
+                    if meta.uid() != 0 || (writable_by_others && !sticky_dir) {
                         self.errors.push(
                             Diagnostic::new(&at, format!("script {program} is unsafe to run as root: {} can be changed by another user", path.display()))
                                 .hint("make it and its directories owned by root and writable only by root, or run it as another user (script_user / USER after the script)"),
