@@ -1,7 +1,7 @@
 //! `vrrp_sync_group`: members move together, and a group never splits while one member still
 //! hears a live master.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{io::Read as _, net::Ipv4Addr, os::unix::fs::OpenOptionsExt as _, time::Duration};
 
 use vrrp_agent::{election::State, packet::Advert};
 use vrrp_lab::{
@@ -13,7 +13,7 @@ use vrrp_lab::{
 const SEC: Duration = Duration::from_secs(1);
 const VIP2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
 
-fn config() -> String {
+fn config(fifo: &std::path::Path) -> String {
     let instance = |name: &str, vrid: u8, vip: Ipv4Addr| {
         format!(
             "vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n    priority 100\n    \
@@ -21,7 +21,8 @@ fn config() -> String {
         )
     };
     format!(
-        "global_defs {{\n    vrrp_version 3\n}}\n{}{}vrrp_sync_group VG_1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n",
+        "global_defs {{\n    vrrp_version 3\n    vrrp_notify_fifo {}\n}}\n{}{}vrrp_sync_group VG_1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n",
+        fifo.display(),
         instance("VI_1", 51, VIP),
         instance("VI_2", 52, VIP2)
     )
@@ -50,7 +51,17 @@ fn sync_group_members_follow_each_other() {
         Advert::v3(51, 200, 10, vec![VIP]),
         Duration::from_millis(10),
     );
-    let agent = lab.spawn_agent(lab.router(0), &config()).unwrap();
+    // The group's own notifications arrive on the FIFO, with priority 0.
+    let fifo = lab.dir.join("group.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let agent = lab.spawn_agent(lab.router(0), &config(&fifo)).unwrap();
     // Nobody advertises VRID 52, but VI_2 must not take over while VI_1 hears a master.
     std::thread::sleep(2 * SEC);
     assert_eq!(agent.instance_state("VI_1"), Some(State::Backup));
@@ -78,4 +89,17 @@ fn sync_group_members_follow_each_other() {
         "the group did not step down together"
     );
     assert!(!lab.addresses(lab.router(0)).unwrap().contains(&VIP2));
+
+    let mut text = String::new();
+    reader.read_to_string(&mut text).ok();
+    let group: Vec<&str> = text.lines().filter(|l| l.starts_with("GROUP")).collect();
+    assert_eq!(
+        group,
+        [
+            "GROUP \"VG_1\" BACKUP 0",
+            "GROUP \"VG_1\" MASTER 0",
+            "GROUP \"VG_1\" BACKUP 0"
+        ],
+        "{text}"
+    );
 }

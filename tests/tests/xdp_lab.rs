@@ -404,6 +404,23 @@ fn unicast_instances_sharing_a_vrid_on_one_interface_are_independent_routers() {
         a2.instance_state("A"),
         a3.instance_state("B")
     );
+    // And they stay so: r1's master instance wakes the daemon every interval, which must not
+    // make its backup instance act on a stale master-down deadline, not even for a moment
+    // (a blip between two polls still shows in the log).
+    let took_over = || {
+        a1.log_text()
+            .matches("(WITH_R3) Entering MASTER STATE")
+            .count()
+    };
+    let before = took_over();
+    std::thread::sleep(1500 * Duration::from_millis(1));
+    assert_eq!(a1.instance_state("WITH_R3"), Some(State::Backup));
+    assert_eq!(
+        took_over(),
+        before,
+        "WITH_R3 took over from a live master:\n{}",
+        a1.log_text()
+    );
     let status = a1.status().unwrap();
     let masters: Vec<_> = status
         .instances

@@ -47,6 +47,9 @@ pub struct Status {
     /// The XDP program's counters for all instances and interfaces, by RFC 8347 name where
     /// there is one.
     pub counters: BTreeMap<String, u64>,
+    /// Notify scripts run and FIFO lines written or dropped.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyCounters,
 }
 
 /// One instance in [`Status`].

@@ -11,4 +11,5 @@ pub mod daemon;
 pub mod dataplane;
 pub mod election;
 pub mod net;
+pub mod notify;
 pub mod packet;

@@ -4,6 +4,7 @@
 //! a control request or a signal; a backup listening to a healthy master therefore sleeps
 //! until the kernel's master-down timer fires.
 
+mod notifications;
 mod sync;
 
 use std::{
@@ -27,12 +28,13 @@ use crate::{
     config::{self, Config, VirtualAddress, VirtualRoute},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{Dataplane, XdpMode},
-    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params},
+    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, Params, State},
     net::{
         link::{Interface, Netlink},
         monitor::LinkMonitor,
         sockets::{AdvertSender, Announcer},
     },
+    notify::Notifier,
     packet::{Advert, ChecksumForm, bytes16},
 };
 
@@ -68,6 +70,16 @@ struct Instance {
     announcers: BTreeMap<u32, Announcer>,
 }
 
+/// A `vrrp_sync_group` at run time.
+struct Group {
+    name: String,
+    /// Member instance indexes.
+    members: Vec<usize>,
+    notify: config::Notify,
+    /// The state the group was last notified in.
+    notified: Option<State>,
+}
+
 /// A virtual address an instance holds while master.
 struct Held {
     vip: VirtualAddress,
@@ -81,8 +93,10 @@ struct Daemon {
     dataplane: Dataplane,
     netlink: Netlink,
     instances: Vec<Instance>,
-    /// Sync groups as instance indexes.
-    groups: Vec<Vec<usize>>,
+    /// Sync groups, members as instance indexes.
+    groups: Vec<Group>,
+    /// Notify scripts and FIFOs.
+    notifier: Notifier,
 }
 
 /// How the daemon runs, from the command line.
@@ -263,15 +277,19 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     let groups = config
         .sync_groups
         .iter()
-        .map(|g| {
-            g.members
+        .map(|g| Group {
+            name: g.name.clone(),
+            members: g
+                .members
                 .iter()
                 .filter_map(|m| {
                     instances
                         .iter()
                         .position(|i: &Instance| &i.config.name == m)
                 })
-                .collect()
+                .collect(),
+            notify: g.notify.clone(),
+            notified: None,
         })
         .collect();
     let mut daemon = Daemon {
@@ -280,6 +298,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         netlink,
         instances,
         groups,
+        notifier: Notifier::new(&config.scripts),
     };
     let mut links = LinkMonitor::open()?;
     for i in 0..daemon.instances.len() {
@@ -306,7 +325,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             }
             () = tokio::time::sleep(sleep) => {
                 for i in 0..daemon.instances.len() {
-                    daemon.handle(i, Input::Timer).await;
+                    daemon.timer(i).await;
                 }
             }
             Some(change) = links.next() => daemon.link_change(change).await,
@@ -334,6 +353,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         }
     }
     daemon.dataplane.detach(&daemon.netlink).await;
+    daemon.notifier.drain(NOTIFY_DRAIN).await;
     let _ = std::fs::remove_file(&control_socket);
     Ok(())
 }
@@ -369,6 +389,9 @@ async fn source(netlink: &Netlink, ic: &config::Instance) -> Result<(Interface, 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// How long a clean stop waits for queued notify scripts (notify_stop among them).
+const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
 /// How long to wait for a tentative link-local address to finish duplicate address detection.
 const LINK_LOCAL_WAIT: Duration = Duration::from_secs(10);
@@ -458,21 +481,31 @@ impl Daemon {
             return; // about a state we have left already
         }
         if ev.kind == event::MASTER_DOWN {
-            // The kernel's timer fired: bring the election up to date with the last advert the
-            // kernel counted (events are only sent on change), then let it check its timer.
-            if let Some(seen) = self.dataplane.seen(&instance.key)
-                && seen.generation == instance.generation
-            {
-                self.handle(index, Input::Advert(advert_seen(&seen, &instance.key)))
-                    .await;
-            }
-            self.handle(index, Input::Timer).await;
+            self.timer(index).await;
         } else {
             tracing::debug!(instance = %instance.config.name, kind = ev.kind, "kernel event");
             log_list_oddities(&instance.config.name, &ev.advert, &ev.key);
             self.handle(index, Input::Advert(advert_seen(&ev.advert, &ev.key)))
                 .await;
         }
+    }
+
+    /// Time passed for an instance (its own deadline, another instance's, or the kernel's
+    /// master-down timer). A backup's election first learns the last advert the kernel
+    /// counted: events come only on change, so its own copy of the master-down deadline is
+    /// stale while a healthy master keeps advertising, and acting on it would take over from
+    /// a live master whenever anything else wakes the daemon.
+    async fn timer(&mut self, index: usize) {
+        let instance = &self.instances[index];
+        if instance.election.state() == State::Backup
+            && let Some(seen) = self.dataplane.seen(&instance.key)
+            && seen.generation == instance.generation
+            && instance.election.master().is_none_or(|m| m.at < seen.at_ns)
+        {
+            let advert = advert_seen(&seen, &instance.key);
+            self.handle(index, Input::Advert(advert)).await;
+        }
+        self.handle(index, Input::Timer).await;
     }
 
     async fn apply(&mut self, index: usize, action: Action) {
@@ -486,6 +519,7 @@ impl Daemon {
                     tracing::error!(instance = %name, error = %e, "cannot update the dataplane");
                 }
                 tracing::info!(instance = %name, from = ?from, to = ?to, "state change");
+                self.notify_instance(index, from, to);
             }
             Action::SendAdvert { priority } => {
                 let advert = Advert {
@@ -571,6 +605,7 @@ impl Daemon {
                     .map(|i| i.status(&self.dataplane))
                     .collect(),
                 counters: control::named_counters(self.dataplane.counters()),
+                notify: self.notifier.counters(),
             }),
         }
     }

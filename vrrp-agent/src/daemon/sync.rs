@@ -22,6 +22,12 @@ impl Daemon {
         let Some(group) = self.group_of(index) else {
             return;
         };
+        self.follow_group(index, &group, from, to).await;
+        self.notify_groups();
+    }
+
+    /// Takes the other members of `index`'s group where its move from `from` to `to` says.
+    async fn follow_group(&mut self, index: usize, group: &[usize], from: State, to: State) {
         let follow = match (from, to) {
             (_, State::Master) => Some(Input::GroupMaster),
             (State::Master, State::Backup) => Some(Input::GroupBackup),
@@ -35,7 +41,7 @@ impl Daemon {
             to = ?to,
             "sync group follows"
         );
-        for member in group.into_iter().filter(|m| *m != index) {
+        for &member in group.iter().filter(|m| **m != index) {
             // A member whose own link is down stays in FAULT.
             if follow == Input::InterfaceUp && !self.instances[member].link_up {
                 continue;
@@ -75,7 +81,10 @@ impl Daemon {
     }
 
     fn group_of(&self, index: usize) -> Option<Vec<usize>> {
-        self.groups.iter().find(|g| g.contains(&index)).cloned()
+        self.groups
+            .iter()
+            .find(|g| g.members.contains(&index))
+            .map(|g| g.members.clone())
     }
 
     /// An interface went up or down.

@@ -1,0 +1,288 @@
+//! Telling the world about state changes, as keepalived does: notify scripts and notify FIFOs.
+//!
+//! Scripts of one instance (or sync group) run one after the other, in the order the
+//! transitions happened, each with a time limit; they run on their own tasks, so a slow or hung
+//! script never holds up the election. FIFO lines are written at once and without blocking: a
+//! reader that is absent or not reading costs a counted dropped line, never a stall.
+
+mod fifo;
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::config::{Notify, Script, ScriptGlobals};
+pub use fifo::Fifo;
+
+/// How long one notify script may run before its process group is killed.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a notification is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A `vrrp_instance`.
+    Instance,
+    /// A `vrrp_sync_group` (notified with priority 0).
+    Group,
+}
+
+impl Subject {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Instance => "INSTANCE",
+            Self::Group => "GROUP",
+        }
+    }
+}
+
+/// Notification counters, for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotifyCounters {
+    /// Scripts started.
+    pub scripts_started: u64,
+    /// Scripts that could not start or exited with a failure.
+    pub scripts_failed: u64,
+    /// Scripts killed for running longer than the limit.
+    pub scripts_timed_out: u64,
+    /// Lines written to the notify FIFOs.
+    pub fifo_lines: u64,
+    /// Lines dropped because no reader was there or it was not reading.
+    pub fifo_lines_dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    scripts_started: AtomicU64,
+    scripts_failed: AtomicU64,
+    scripts_timed_out: AtomicU64,
+}
+
+/// A command ready to run: program, arguments, and the ids it runs as.
+#[derive(Clone, Debug)]
+struct Job {
+    argv: Vec<String>,
+    ids: Option<(u32, u32)>,
+}
+
+/// Runs notify scripts and writes the FIFOs.
+pub struct Notifier {
+    fifos: Vec<Fifo>,
+    /// One ordered queue (and its worker) per instance or group.
+    queues: HashMap<(Subject, String), mpsc::UnboundedSender<Vec<Job>>>,
+    workers: Vec<JoinHandle<()>>,
+    default_user: Option<(String, Option<String>)>,
+    counters: Arc<Counters>,
+    timeout: Duration,
+}
+
+impl Notifier {
+    /// Opens (creating when absent) the FIFOs of `global_defs`.
+    pub fn new(globals: &ScriptGlobals) -> Self {
+        let fifos = globals.fifos.iter().map(Fifo::new).collect();
+        Self {
+            fifos,
+            queues: HashMap::new(),
+            workers: Vec::new(),
+            default_user: globals.script_user.clone().or_else(|| {
+                // keepalived's default: its own script user when the system has one.
+                user_ids("keepalived_script", None).map(|_| ("keepalived_script".into(), None))
+            }),
+            counters: Arc::new(Counters::default()),
+            timeout: SCRIPT_TIMEOUT,
+        }
+    }
+
+    /// Reports a state change: the FIFO line at once, then the state's script and the generic
+    /// `notify` script (with `INSTANCE|GROUP name STATE priority` appended), queued in order.
+    pub fn notify(
+        &mut self,
+        subject: Subject,
+        name: &str,
+        state: &str,
+        priority: u8,
+        scripts: &Notify,
+    ) {
+        let line = format!("{} \"{name}\" {state} {priority}\n", subject.word());
+        for fifo in &mut self.fifos {
+            fifo.write_line(&line);
+        }
+        let specific = match state {
+            "MASTER" => scripts.master.as_ref(),
+            "BACKUP" => scripts.backup.as_ref(),
+            "FAULT" => scripts.fault.as_ref(),
+            "STOP" => scripts.stop.as_ref(),
+            _ => None,
+        };
+        let mut jobs = Vec::new();
+        if let Some(script) = specific {
+            jobs.extend(self.job(script, &[]));
+        }
+        if let Some(script) = &scripts.generic {
+            let appended = [subject.word(), name, state, &priority.to_string()].map(String::from);
+            jobs.extend(self.job(script, &appended));
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let key = (subject, name.to_string());
+        let queue = match self.queues.get(&key) {
+            Some(queue) => queue.clone(),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let worker = tokio::spawn(run_queue(rx, self.counters.clone(), self.timeout));
+                self.workers.push(worker);
+                self.queues.insert(key, tx.clone());
+                tx
+            }
+        };
+        let _ = queue.send(jobs);
+    }
+
+    fn job(&self, script: &Script, appended: &[String]) -> Option<Job> {
+        let mut argv = script.argv();
+        if argv.is_empty() {
+            return None;
+        }
+        argv.extend_from_slice(appended);
+        let user = match &script.user {
+            Some(user) => Some((user.clone(), script.group.clone())),
+            None => self.default_user.clone(),
+        };
+        let ids = match user {
+            Some((user, group)) => match user_ids(&user, group.as_deref()) {
+                Some(ids) => Some(ids),
+                None => {
+                    tracing::error!(script = %argv[0], %user, "notify script not run: no such user or group");
+                    self.counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Job { argv, ids })
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> NotifyCounters {
+        let (lines, dropped) = self
+            .fifos
+            .iter()
+            .fold((0, 0), |(l, d), f| (l + f.lines, d + f.dropped));
+        NotifyCounters {
+            scripts_started: self.counters.scripts_started.load(Ordering::Relaxed),
+            scripts_failed: self.counters.scripts_failed.load(Ordering::Relaxed),
+            scripts_timed_out: self.counters.scripts_timed_out.load(Ordering::Relaxed),
+            fifo_lines: lines,
+            fifo_lines_dropped: dropped,
+        }
+    }
+
+    /// Lets queued scripts finish (at most `limit`), for a clean stop.
+    pub async fn drain(&mut self, limit: Duration) {
+        self.queues.clear();
+        let workers = std::mem::take(&mut self.workers);
+        let all = futures::future::join_all(workers);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("notify scripts still running at exit");
+        }
+    }
+}
+
+/// Runs one queue's batches in order.
+async fn run_queue(
+    mut rx: mpsc::UnboundedReceiver<Vec<Job>>,
+    counters: Arc<Counters>,
+    timeout: Duration,
+) {
+    while let Some(batch) = rx.recv().await {
+        for job in batch {
+            run(&job, &counters, timeout).await;
+        }
+    }
+}
+
+/// Runs one script in its own process group, killing the group if it outlives `timeout`.
+async fn run(job: &Job, counters: &Counters, timeout: Duration) {
+    let mut command = tokio::process::Command::new(&job.argv[0]);
+    command
+        .args(&job.argv[1..])
+        .stdin(std::process::Stdio::null())
+        .process_group(0);
+    if let Some((uid, gid)) = job.ids {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    counters.scripts_started.fetch_add(1, Ordering::Relaxed);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(script = %job.argv[0], error = %e, "notify script did not start");
+            return;
+        }
+    };
+    let pgid = child.id();
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => {
+            tracing::debug!(script = %job.argv.join(" "), "notify script done");
+        }
+        Ok(Ok(status)) => {
+            counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(script = %job.argv.join(" "), %status, "notify script failed");
+        }
+        Ok(Err(e)) => {
+            counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(script = %job.argv[0], error = %e, "waiting for a notify script");
+        }
+        Err(_) => {
+            counters.scripts_timed_out.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(script = %job.argv.join(" "), ?timeout, "notify script timed out: killing its process group");
+            if let Some(pgid) = pgid {
+                // SAFETY: kill has no memory preconditions; the group is the script's own.
+                unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+            }
+            let _ = child.wait().await;
+        }
+    }
+}
+
+/// The uid and gid of `user` (its primary group unless `group` is given).
+fn user_ids(user: &str, group: Option<&str>) -> Option<(u32, u32)> {
+    let name = CString::new(user).ok()?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, valid until the next getpw* call, which this thread does not make.
+    let (uid, mut gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    if let Some(group) = group {
+        let name = CString::new(group).ok()?;
+        // SAFETY: as above, for getgrnam.
+        let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+        if gr.is_null() {
+            return None;
+        }
+        // SAFETY: non-null.
+        gid = unsafe { (*gr).gr_gid };
+    }
+    Some((uid, gid))
+}
