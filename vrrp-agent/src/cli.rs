@@ -48,6 +48,9 @@ pub struct Cli {
     /// where native XDP_TX replies reach the peer only if the peer runs an XDP program too.
     #[arg(long, value_name = "MODE")]
     pub xdp_mode: Option<crate::dataplane::XdpMode>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9650), at /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET, global = true)]
     pub control_socket: PathBuf,
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
             let options = crate::daemon::Options {
                 control_socket: cli.control_socket,
                 xdp_mode: cli.xdp_mode,
+                metrics_listen: cli.metrics_listen,
             };
             match runtime.block_on(crate::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -76,6 +76,9 @@ pub struct InstanceStatus {
     pub master: Option<MasterStatus>,
     /// The virtual addresses.
     pub virtual_addresses: Vec<VirtualAddress>,
+    /// State changes since the daemon started.
+    #[serde(default)]
+    pub transitions: u64,
     /// This instance's dataplane counters (everything counted after the VRID lookup).
     pub counters: BTreeMap<String, u64>,
 }

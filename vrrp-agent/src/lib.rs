@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod election;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod packet;

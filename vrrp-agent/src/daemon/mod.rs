@@ -61,6 +61,8 @@ struct Instance {
     observe: bool,
     /// Whether its own interface is up (a sync group can hold it in FAULT regardless).
     link_up: bool,
+    /// State changes so far.
+    transitions: u64,
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
     held: Vec<Held>,
@@ -106,6 +108,8 @@ pub struct Options {
     pub control_socket: PathBuf,
     /// A forced XDP mode (`None`: native, else generic).
     pub xdp_mode: Option<XdpMode>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -254,6 +258,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             generation: 0,
             xdp_mode,
             observe: config.observe,
+            transitions: 0,
             link_up: true,
         };
         dataplane.set_instance(key, instance.kernel_config())?;
@@ -272,6 +277,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         .take_events()
         .context("the event ring buffer is already in use")?;
     let (control_tx, mut control_rx) = mpsc::channel(16);
+    if let Some(addr) = options.metrics_listen {
+        crate::metrics::serve(addr, control_tx.clone()).await?;
+    }
     control::serve(&control_socket, control_tx)?;
 
     let groups = config
@@ -459,6 +467,7 @@ impl Instance {
                 interval_cs: m.interval_cs,
             }),
             virtual_addresses: self.config.virtual_addresses.clone(),
+            transitions: self.transitions,
             counters: control::named_counters(dataplane.instance_counters(&self.key)),
         }
     }
@@ -514,6 +523,7 @@ impl Daemon {
         match action {
             Action::StateChanged { from, to } => {
                 instance.generation = instance.generation.wrapping_add(1);
+                instance.transitions += 1;
                 let kernel = instance.kernel_config();
                 if let Err(e) = self.dataplane.set_instance(instance.key, kernel) {
                     tracing::error!(instance = %name, error = %e, "cannot update the dataplane");

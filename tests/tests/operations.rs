@@ -1,0 +1,125 @@
+//! Seeing the running daemon: `vrrp-agent status --json` and the Prometheus endpoint report
+//! what the lab shows.
+
+use std::{
+    io::{Read as _, Write as _},
+    process::Command,
+    time::Duration,
+};
+
+use vrrp_agent::election::State;
+use vrrp_lab::{Lab, agent::agent_binary, require_root, run_in, single_instance_config};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// GET /metrics from inside a namespace.
+fn scrape(ns: &str, port: u16) -> String {
+    run_in(ns, move || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(5 * SEC))?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .unwrap()
+    .unwrap()
+}
+
+/// The value of the sample whose name and labels start with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn status_json_and_metrics_report_the_lab() {
+    if !require_root("status_json_and_metrics_report_the_lab") {
+        return;
+    }
+    let lab = Lab::new("ops", 2).expect("lab");
+    let args = ["--metrics-listen", "127.0.0.1:9650"];
+    let master = lab
+        .spawn_agent_with(lab.router(0), &single_instance_config(200, "0.1"), &args)
+        .unwrap();
+    let backup = lab
+        .spawn_agent_with(lab.router(1), &single_instance_config(100, "0.1"), &args)
+        .unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    assert!(
+        backup
+            .wait_backup_of(Some(lab.router(0).addr.into()), 3 * SEC)
+            .is_some()
+    );
+    std::thread::sleep(SEC / 2);
+
+    // The CLI's JSON, through the control socket.
+    let out = Command::new(agent_binary())
+        .args(["status", "--json", "--control-socket"])
+        .arg(&master.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["instances"][0]["state"], "MASTER");
+    assert_eq!(
+        json["instances"][0]["transitions"], 2,
+        "INIT -> BACKUP -> MASTER"
+    );
+    assert!(
+        json["instances"][0]["counters"]["adverts-sent"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    let labels = "{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"}";
+    let m = scrape(&lab.router(0).ns, 9650);
+    assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
+    assert_eq!(
+        sample(&m, &format!("vrrp_instance_state{labels}")),
+        Some(2),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("vrrp_instance_priority{labels}")),
+        Some(200)
+    );
+    assert_eq!(
+        sample(&m, &format!("vrrp_instance_transitions_total{labels}")),
+        Some(2)
+    );
+    assert!(sample(&m, &format!("vrrp_adverts_sent_total{labels}")).unwrap() > 0);
+    let b = scrape(&lab.router(1).ns, 9650);
+    assert_eq!(
+        sample(&b, &format!("vrrp_instance_state{labels}")),
+        Some(1),
+        "{b}"
+    );
+    assert!(sample(&b, &format!("vrrp_adverts_received_total{labels}")).unwrap() > 0);
+    assert_eq!(
+        sample(
+            &b,
+            "vrrp_rx_errors_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",reason=\"checksum-errors\"}"
+        ),
+        Some(0)
+    );
+    // Anything else is a 404, and the daemon carries on.
+    let other = run_in(&lab.router(0).ns, || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9650))?;
+        s.write_all(b"GET /nope HTTP/1.1\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .unwrap()
+    .unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    assert_eq!(master.state(), Some(State::Master));
+}
