@@ -123,3 +123,28 @@ fn status_json_and_metrics_report_the_lab() {
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     assert_eq!(master.state(), Some(State::Master));
 }
+
+#[test]
+fn sighup_does_not_kill_the_daemon_or_drop_its_vip() {
+    if !require_root("sighup_does_not_kill_the_daemon_or_drop_its_vip") {
+        return;
+    }
+    let lab = Lab::new("sighup", 1).expect("lab");
+    let mut agent = lab
+        .spawn_agent(lab.router(0), &single_instance_config(255, "0.1"))
+        .unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(SEC / 2);
+    assert!(
+        agent.wait_exit(Duration::ZERO).is_none(),
+        "SIGHUP killed the daemon"
+    );
+    assert_eq!(agent.state(), Some(State::Master));
+    assert!(
+        lab.addresses(lab.router(0))
+            .unwrap()
+            .contains(&vrrp_lab::VIP)
+    );
+    assert!(agent.log_text().contains("SIGHUP"), "{}", agent.log_text());
+}

@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod packet;
+pub mod sd_notify;

@@ -3,6 +3,7 @@
 //! Every command that needs the toolchain runs `setup` first (it is idempotent and fast when
 //! everything is in place), so a fresh machine needs nothing installed by hand.
 
+mod install;
 mod setup;
 
 use std::{
@@ -47,6 +48,9 @@ usage: cargo xtask <command> [args]
   test [ARGS]      build, then run every test (unit, kernel, lab); lab tests need root
   demo             a three-router lab: elections and failovers as they happen
   lint             cargo fmt --check and clippy -D warnings, host and kernel crates
+  install [--prefix DIR] [--destdir DIR]
+                   release build into PREFIX/sbin (default /usr/local) and the systemd unit
+                   into /etc/systemd/system (both under DESTDIR when given)
 ";
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Some("test") => test(&rest),
         Some("demo") => demo(),
         Some("lint") => lint(),
+        Some("install") => install::install(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())

@@ -320,6 +320,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    // SIGHUP is keepalived's reload. Until reload lands it must at least not kill the daemon
+    // (its default action), which would drop every VIP.
+    let mut sighup = signal(SignalKind::hangup())?;
+    crate::sd_notify::notify("READY=1");
     loop {
         let sleep = match daemon.next_wakeup() {
             Some(at) => Duration::from_nanos(at.saturating_sub(now_ns())),
@@ -342,9 +346,13 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                tracing::warn!("SIGHUP: configuration reload is not implemented yet; nothing changed (restart to apply a new configuration)");
+            }
         }
     }
     tracing::info!("shutting down");
+    crate::sd_notify::notify("STOPPING=1");
     for i in 0..daemon.instances.len() {
         daemon.handle(i, Input::Shutdown).await;
         let instance = &daemon.instances[i];
