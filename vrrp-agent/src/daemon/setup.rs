@@ -42,7 +42,7 @@ pub(super) async fn instance(
     } else {
         FAMILY_IPV4
     };
-    let key = InstanceKey::new(iface.index, family, ic.vrid).with_peer_set(peer_set(&config, ic));
+    let key = InstanceKey::new(iface.index, family, ic.vrid).with_peer_set(peer_set(config, ic));
     if key.peer_set != 0 {
         for peer in &ic.unicast_peers {
             dataplane.set_peer(key, bytes16(*peer))?;
