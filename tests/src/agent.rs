@@ -97,6 +97,22 @@ impl Agent {
         match request(&self.socket, &Request::Status)? {
             Reply::Status(s) => Ok(s),
             Reply::Error { error } => bail!("status refused: {error}"),
+            Reply::Done { message } => bail!("unexpected reply to status: {message}"),
+        }
+    }
+
+    /// Rewrites the agent's configuration file (for a reload to pick up).
+    pub fn rewrite_config(&self, config: &str) -> Result<()> {
+        std::fs::write(&self.config, config)?;
+        Ok(())
+    }
+
+    /// Asks the agent to reload its configuration; the daemon's message, or its refusal.
+    pub fn reload(&self) -> Result<String> {
+        match request(&self.socket, &Request::Reload)? {
+            Reply::Done { message } => Ok(message),
+            Reply::Error { error } => bail!("{error}"),
+            Reply::Status(_) => bail!("unexpected reply to reload"),
         }
     }
 

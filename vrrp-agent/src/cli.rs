@@ -68,6 +68,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the daemon read its configuration again (as SIGHUP does): unchanged instances
+    /// keep running untouched; a configuration with errors changes nothing.
+    Reload,
 }
 
 /// Entry point of the binary.
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Status { json }) => runtime.block_on(status(&cli.control_socket, json)),
+        Some(Command::Reload) => runtime.block_on(reload(&cli.control_socket)),
         None => {
             let mut options = config::Options::default();
             if let Some(id) = &cli.config_id {
@@ -142,6 +146,8 @@ pub fn main() -> ExitCode {
                 control_socket: cli.control_socket,
                 xdp_mode: cli.xdp_mode,
                 metrics_listen: cli.metrics_listen,
+                config_path: cli.config.clone(),
+                config_options: options,
             };
             match runtime.block_on(crate::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -202,6 +208,29 @@ fn render_counters(out: &mut String, counters: &std::collections::BTreeMap<Strin
     }
 }
 
+/// `vrrp-agent reload`: the daemon reads its configuration again (as on SIGHUP) and says
+/// what changed, or why it kept the running one.
+async fn reload(socket: &std::path::Path) -> ExitCode {
+    match control::request(socket, &Request::Reload).await {
+        Ok(Reply::Done { message }) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(Reply::Error { error }) => {
+            eprintln!("vrrp-agent: {error}");
+            ExitCode::FAILURE
+        }
+        Ok(Reply::Status(_)) => {
+            eprintln!("vrrp-agent: unexpected reply to reload");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("vrrp-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
     let reply = match control::request(socket, &Request::Status).await {
         Ok(r) => r,
@@ -213,6 +242,10 @@ async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
     match reply {
         Reply::Error { error } => {
             eprintln!("vrrp-agent: the daemon refused the request: {error}");
+            ExitCode::FAILURE
+        }
+        Reply::Done { message } => {
+            eprintln!("vrrp-agent: unexpected reply to status: {message}");
             ExitCode::FAILURE
         }
         Reply::Status(status) if json => match serde_json::to_string_pretty(&status) {

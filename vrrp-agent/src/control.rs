@@ -33,6 +33,8 @@ const MAX_REQUEST: u64 = 4096;
 pub enum Request {
     /// Everything `status` prints.
     Status,
+    /// Read the configuration again and apply it (as SIGHUP does).
+    Reload,
 }
 
 /// The daemon's state, as `vrrp-agent status --json` prints it.
@@ -100,6 +102,11 @@ pub struct MasterStatus {
 pub enum Reply {
     /// The status.
     Status(Status),
+    /// A command was carried out.
+    Done {
+        /// What happened.
+        message: String,
+    },
     /// What was wrong with the request.
     Error {
         /// The message.

@@ -69,6 +69,7 @@ async fn answer(mut stream: TcpStream, tx: mpsc::Sender<Pending>) -> Result<()> 
         match reply_rx.await? {
             Reply::Status(s) => ("200 OK", render(&s)),
             Reply::Error { error } => ("500 Internal Server Error", error + "\n"),
+            Reply::Done { message } => ("500 Internal Server Error", message + "\n"),
         }
     } else {
         ("404 Not Found", "try GET /metrics\n".to_string())

@@ -194,6 +194,33 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Whether two instances are configured alike, wherever they were written (a reload keeps
+    /// an instance running exactly when this holds).
+    pub fn same_settings(&self, other: &Instance) -> bool {
+        fn unplaced(i: &Instance) -> Instance {
+            let mut i = i.clone();
+            i.location = Location {
+                file: std::sync::Arc::new(std::path::PathBuf::new()),
+                line: 0,
+                col: 0,
+            };
+            for script in [
+                &mut i.notify.master,
+                &mut i.notify.backup,
+                &mut i.notify.fault,
+                &mut i.notify.stop,
+                &mut i.notify.generic,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                script.location = None;
+            }
+            i
+        }
+        unplaced(self) == unplaced(other)
+    }
+
     /// Every address the master holds: advertised ones first, then excluded ones.
     pub fn all_addresses(&self) -> impl Iterator<Item = &VirtualAddress> {
         self.virtual_addresses

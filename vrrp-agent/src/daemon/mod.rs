@@ -5,6 +5,7 @@
 //! until the kernel's master-down timer fires.
 
 mod notifications;
+mod reload;
 mod setup;
 mod sync;
 
@@ -99,6 +100,11 @@ struct Daemon {
     groups: Vec<Group>,
     /// Notify scripts and FIFOs.
     notifier: Notifier,
+    /// The script settings the notifier was made with (a reload changing them makes a new one).
+    scripts: config::ScriptGlobals,
+    /// Where the configuration comes from, for reloads.
+    config_path: PathBuf,
+    config_options: config::Options,
 }
 
 /// How the daemon runs, from the command line.
@@ -110,6 +116,10 @@ pub struct Options {
     pub xdp_mode: Option<XdpMode>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The configuration file, read again on reload.
+    pub config_path: PathBuf,
+    /// How it is read (config id).
+    pub config_options: config::Options,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -140,21 +150,18 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         instances,
         groups,
         notifier: Notifier::new(&config.scripts),
+        scripts: config.scripts.clone(),
+        config_path: options.config_path,
+        config_options: options.config_options,
     };
     let mut links = LinkMonitor::open()?;
     for i in 0..daemon.instances.len() {
-        daemon.handle(i, Input::Startup).await;
-        if !daemon.instances[i].iface.up {
-            tracing::warn!(interface = %daemon.instances[i].iface.name, "interface is down");
-            daemon.instances[i].link_up = false;
-            daemon.handle(i, Input::InterfaceDown).await;
-        }
+        daemon.start(i).await;
     }
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    // SIGHUP is keepalived's reload. Until reload lands it must at least not kill the daemon
-    // (its default action), which would drop every VIP.
+    // SIGHUP is keepalived's reload.
     let mut sighup = signal(SignalKind::hangup())?;
     crate::sd_notify::notify("READY=1");
     loop {
@@ -175,12 +182,18 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             }
             Some(change) = links.next() => daemon.link_change(change).await,
             Some((request, reply)) = control_rx.recv() => {
-                let _ = reply.send(daemon.answer(&request));
+                let answer = match request {
+                    Request::Reload => daemon.reload_reply().await,
+                    other => daemon.answer(&other),
+                };
+                let _ = reply.send(answer);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                tracing::warn!("SIGHUP: configuration reload is not implemented yet; nothing changed (restart to apply a new configuration)");
+                crate::sd_notify::notify("RELOADING=1");
+                daemon.reload_reply().await;
+                crate::sd_notify::notify("READY=1");
             }
         }
     }
@@ -188,18 +201,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     crate::sd_notify::notify("STOPPING=1");
     for i in 0..daemon.instances.len() {
         daemon.handle(i, Input::Shutdown).await;
-        let instance = &daemon.instances[i];
-        daemon.dataplane.remove_instance(&instance.key);
-        if instance.config.use_vmac {
-            let vmac = virtual_mac(instance.key.family, instance.key.vrid);
-            if let Err(e) = daemon
-                .netlink
-                .remove_unicast_filter(instance.iface.index, vmac)
-                .await
-            {
-                tracing::warn!(instance = %instance.config.name, error = %e, "VMAC filter");
-            }
-        }
+        daemon.forget(i).await;
     }
     daemon.dataplane.detach(&daemon.netlink).await;
     daemon.notifier.drain(NOTIFY_DRAIN).await;
@@ -410,8 +412,52 @@ impl Daemon {
         }
     }
 
+    /// Starts a set-up instance (FAULT at once when its interface is down).
+    async fn start(&mut self, i: usize) {
+        self.handle(i, Input::Startup).await;
+        if !self.instances[i].iface.up {
+            tracing::warn!(interface = %self.instances[i].iface.name, "interface is down");
+            self.instances[i].link_up = false;
+            self.handle(i, Input::InterfaceDown).await;
+        }
+    }
+
+    /// Removes a stopped instance from the dataplane (and its VMAC from the filter).
+    async fn forget(&mut self, i: usize) {
+        let instance = &self.instances[i];
+        self.dataplane.remove_instance(&instance.key);
+        if instance.config.use_vmac {
+            let vmac = virtual_mac(instance.key.family, instance.key.vrid);
+            if let Err(e) = self
+                .netlink
+                .remove_unicast_filter(instance.iface.index, vmac)
+                .await
+            {
+                tracing::warn!(instance = %instance.config.name, error = %e, "VMAC filter");
+            }
+        }
+    }
+
+    /// Reloads, logging the outcome, and answers as the control socket does.
+    async fn reload_reply(&mut self) -> Reply {
+        match self.reload().await {
+            Ok(message) => {
+                tracing::info!("{message}");
+                Reply::Done { message }
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!("reload refused: {error}");
+                Reply::Error { error }
+            }
+        }
+    }
+
     fn answer(&self, request: &Request) -> Reply {
         match request {
+            Request::Reload => Reply::Error {
+                error: "reload is handled by the main loop".into(),
+            },
             Request::Status => Reply::Status(Status {
                 router_id: self.router_id.clone(),
                 pid: std::process::id(),

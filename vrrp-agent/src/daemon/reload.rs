@@ -1,0 +1,98 @@
+//! Reloading the configuration (SIGHUP, `vrrp-agent reload`) the way keepalived does: an
+//! instance whose settings did not change keeps running untouched (a master keeps its VIPs,
+//! not even one missed advert); removed instances stop cleanly; new ones start. A
+//! configuration with errors changes nothing.
+//!
+//! Unlike keepalived, an instance whose settings changed is stopped and started again rather
+//! than patched in place (a master among them gives its VIPs up for a moment).
+
+use anyhow::{Result, anyhow};
+
+use super::{Daemon, Instance, setup};
+use crate::{config, election::Input, notify::Notifier};
+
+impl Daemon {
+    /// Reads the configuration again and applies it; returns what changed.
+    pub(super) async fn reload(&mut self) -> Result<String> {
+        let config = config::load_with(&self.config_path, &self.config_options).map_err(|d| {
+            anyhow!("the new configuration has errors, the running one stays:\n{d}")
+        })?;
+        // Which running instance each configured one continues, if any.
+        let matched: Vec<Option<usize>> = config
+            .instances
+            .iter()
+            .map(|ic| {
+                self.instances
+                    .iter()
+                    .position(|running| running.config.same_settings(ic))
+            })
+            .collect();
+        // Set the new instances up before touching anything, so a failure changes nothing.
+        let mut fresh = Vec::new();
+        for (ic, m) in config.instances.iter().zip(&matched) {
+            if m.is_some() {
+                continue;
+            }
+            match setup::instance(&mut self.dataplane, &self.netlink, &config, ic).await {
+                Ok(instance) => fresh.push(instance),
+                Err(e) => {
+                    for instance in &fresh {
+                        self.dataplane.remove_instance(&instance.key);
+                    }
+                    return Err(e.context(format!(
+                        "vrrp_instance {}: the running configuration stays",
+                        ic.name
+                    )));
+                }
+            }
+        }
+        // Commit: kept instances first in their new order, then the ones to stop.
+        let mut old: Vec<Option<Instance>> = std::mem::take(&mut self.instances)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut fresh = fresh.into_iter();
+        let mut started = Vec::new();
+        for m in &matched {
+            let next = match m.and_then(|i| old[i].take()) {
+                Some(kept) => kept,
+                None => match fresh.next() {
+                    Some(instance) => {
+                        started.push(self.instances.len());
+                        instance
+                    }
+                    None => continue,
+                },
+            };
+            self.instances.push(next);
+        }
+        let kept = self.instances.len() - started.len();
+        let stopping: Vec<Instance> = old.into_iter().flatten().collect();
+        let removed = stopping.len();
+        // Groups are rebuilt below; the stopping instances must not drag anybody along.
+        self.groups.clear();
+        let first_stopping = self.instances.len();
+        self.instances.extend(stopping);
+        for i in first_stopping..self.instances.len() {
+            self.handle(i, Input::Shutdown).await;
+            self.forget(i).await;
+        }
+        self.instances.truncate(first_stopping);
+
+        self.groups = setup::groups(&config, &self.instances);
+        if let Some(id) = &config.router_id {
+            self.router_id = id.clone();
+        }
+        if config.scripts != self.scripts {
+            self.notifier = Notifier::new(&config.scripts);
+            self.scripts = config.scripts.clone();
+        }
+        for i in started {
+            self.start(i).await;
+        }
+        Ok(format!(
+            "configuration reloaded: {kept} instance(s) kept as they were, {} started, {removed} stopped",
+            self.instances.len() - kept
+        ))
+    }
+}
