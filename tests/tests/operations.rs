@@ -154,3 +154,57 @@ fn sighup_with_the_same_configuration_changes_nothing() {
         agent.log_text()
     );
 }
+
+#[test]
+fn an_operator_can_fault_resume_and_reannounce_an_instance() {
+    if !require_root("an_operator_can_fault_resume_and_reannounce_an_instance") {
+        return;
+    }
+    let lab = Lab::new("opaction", 2).expect("lab");
+    let (master, backup) = lab.elected_pair("0.1");
+    let cli = |args: &[&str]| {
+        let out = Command::new(agent_binary())
+            .args(args)
+            .arg("--control-socket")
+            .arg(&master.socket)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Fault: the master hands over at once (priority 0, so within skew time) and stays out.
+    let (ok, said) = cli(&["instance", "VI_1", "fault"]);
+    assert!(ok, "{said}");
+    assert!(
+        backup.wait_state(State::Master, SEC).is_some(),
+        "no handover"
+    );
+    assert_eq!(master.state(), Some(State::Fault));
+    std::thread::sleep(SEC / 2);
+    assert_eq!(master.state(), Some(State::Fault), "it must stay in FAULT");
+    // Resume: back to the election, where r1's higher priority wins again.
+    let (ok, said) = cli(&["instance", "VI_1", "resume"]);
+    assert!(ok, "{said}");
+    assert!(master.wait_state(State::Master, 3 * SEC).is_some());
+    // send-garp: a master announces its VIP again.
+    let client = lab.capture(&lab.client).unwrap();
+    let (ok, said) = cli(&["instance", "VI_1", "send-garp"]);
+    assert!(ok, "{said}");
+    let garp = client.wait_incoming(SEC, |f| {
+        vrrp_agent::packet::Arp::parse_frame(f)
+            .is_some_and(|a| a.spa == vrrp_lab::VIP && a.tpa == vrrp_lab::VIP)
+    });
+    assert!(garp.is_some(), "no gratuitous ARP after send-garp");
+    // Mistakes get an error reply, not a crash.
+    let (ok, said) = cli(&["instance", "NOPE", "fault"]);
+    assert!(
+        !ok && said.contains("no vrrp_instance named NOPE"),
+        "{said}"
+    );
+    let (ok, said) = cli(&["instance", "VI_1", "resume"]);
+    assert!(!ok && said.contains("not held in FAULT"), "{said}");
+    assert_eq!(master.state(), Some(State::Master));
+}

@@ -71,6 +71,14 @@ pub enum Command {
     /// Make the daemon read its configuration again (as SIGHUP does): unchanged instances
     /// keep running untouched; a configuration with errors changes nothing.
     Reload,
+    /// Act on one instance: `fault` holds it in FAULT (a master hands over at once),
+    /// `resume` releases it, `send-garp` makes a master announce its addresses again.
+    Instance {
+        /// The vrrp_instance name.
+        name: String,
+        /// What to do.
+        action: control::InstanceAction,
+    },
 }
 
 /// Entry point of the binary.
@@ -101,7 +109,11 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Status { json }) => runtime.block_on(status(&cli.control_socket, json)),
-        Some(Command::Reload) => runtime.block_on(reload(&cli.control_socket)),
+        Some(Command::Reload) => runtime.block_on(command(&cli.control_socket, &Request::Reload)),
+        Some(Command::Instance { name, action }) => runtime.block_on(command(
+            &cli.control_socket,
+            &Request::Instance { name, action },
+        )),
         None => {
             let mut options = config::Options::default();
             if let Some(id) = &cli.config_id {
@@ -208,10 +220,10 @@ fn render_counters(out: &mut String, counters: &std::collections::BTreeMap<Strin
     }
 }
 
-/// `vrrp-agent reload`: the daemon reads its configuration again (as on SIGHUP) and says
-/// what changed, or why it kept the running one.
-async fn reload(socket: &std::path::Path) -> ExitCode {
-    match control::request(socket, &Request::Reload).await {
+/// `vrrp-agent reload` and `vrrp-agent instance ...`: the daemon carries the request out and
+/// says what it did, or why not.
+async fn command(socket: &std::path::Path, request: &Request) -> ExitCode {
+    match control::request(socket, request).await {
         Ok(Reply::Done { message }) => {
             println!("{message}");
             ExitCode::SUCCESS
@@ -221,7 +233,7 @@ async fn reload(socket: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(Reply::Status(_)) => {
-            eprintln!("vrrp-agent: unexpected reply to reload");
+            eprintln!("vrrp-agent: unexpected status reply");
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -35,6 +35,25 @@ pub enum Request {
     Status,
     /// Read the configuration again and apply it (as SIGHUP does).
     Reload,
+    /// An operator's action on one instance.
+    Instance {
+        /// The `vrrp_instance` name.
+        name: String,
+        /// What to do.
+        action: InstanceAction,
+    },
+}
+
+/// What an operator can do to one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceAction {
+    /// Enter FAULT (a master hands over at once with priority 0) and stay there.
+    Fault,
+    /// Leave an operator's FAULT (if the interface is up), back to the election.
+    Resume,
+    /// Send the gratuitous ARPs / unsolicited NAs again (a master only).
+    SendGarp,
 }
 
 /// The daemon's state, as `vrrp-agent status --json` prints it.

@@ -251,6 +251,9 @@ impl Election {
             }
             Input::InterfaceDown => {
                 if self.state == State::Master {
+                    // As keepalived: a master leaving for FAULT says so with priority 0, so a
+                    // backup takes over after skew time (on a dead link the send just fails).
+                    actions.push(Action::SendAdvert { priority: 0 });
                     actions.push(Action::RemoveAddresses);
                 }
                 if self.state != State::Initialize {

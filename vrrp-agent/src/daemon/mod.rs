@@ -4,6 +4,7 @@
 //! a control request or a signal; a backup listening to a healthy master therefore sleeps
 //! until the kernel's master-down timer fires.
 
+mod actions;
 mod notifications;
 mod reload;
 mod setup;
@@ -64,6 +65,8 @@ struct Instance {
     link_up: bool,
     /// State changes so far.
     transitions: u64,
+    /// Held in FAULT by `vrrp-agent instance NAME fault` until `resume`.
+    forced_fault: bool,
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
     held: Vec<Held>,
@@ -184,6 +187,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             Some((request, reply)) = control_rx.recv() => {
                 let answer = match request {
                     Request::Reload => daemon.reload_reply().await,
+                    Request::Instance { name, action } => daemon.instance_action(&name, action).await,
                     other => daemon.answer(&other),
                 };
                 let _ = reply.send(answer);
@@ -213,6 +217,11 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
 const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
 impl Instance {
+    /// Whether it may leave FAULT: its link is up and no operator holds it there.
+    fn usable(&self) -> bool {
+        self.link_up && !self.forced_fault
+    }
+
     fn kernel_config(&self) -> InstanceConfig {
         let params = self.election.params();
         InstanceConfig {
@@ -455,8 +464,8 @@ impl Daemon {
 
     fn answer(&self, request: &Request) -> Reply {
         match request {
-            Request::Reload => Reply::Error {
-                error: "reload is handled by the main loop".into(),
+            Request::Reload | Request::Instance { .. } => Reply::Error {
+                error: "handled by the main loop".into(),
             },
             Request::Status => Reply::Status(Status {
                 router_id: self.router_id.clone(),

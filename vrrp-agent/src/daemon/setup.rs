@@ -168,6 +168,7 @@ pub(super) async fn instance(
         observe: config.observe,
         transitions: 0,
         link_up: true,
+        forced_fault: false,
     };
     dataplane.set_instance(key, instance.kernel_config())?;
     dataplane.set_address_list(key, address_list(&ic.virtual_addresses))?;

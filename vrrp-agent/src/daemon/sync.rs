@@ -43,7 +43,7 @@ impl Daemon {
         );
         for &member in group.iter().filter(|m| **m != index) {
             // A member whose own link is down stays in FAULT.
-            if follow == Input::InterfaceUp && !self.instances[member].link_up {
+            if follow == Input::InterfaceUp && !self.instances[member].usable() {
                 continue;
             }
             self.step(member, follow).await;
@@ -98,8 +98,10 @@ impl Daemon {
             let name = instance.iface.name.clone();
             if change.up {
                 tracing::info!(interface = %name, "interface up");
-                if self.group_link_down(i) {
-                    continue; // the group stays in FAULT until every member's link is up
+                if self.instances[i].forced_fault || self.group_link_down(i) {
+                    // Held in FAULT by the operator, or the group stays in FAULT until every
+                    // member's link is up.
+                    continue;
                 }
                 self.handle(i, Input::InterfaceUp).await;
             } else {
@@ -113,7 +115,7 @@ impl Daemon {
         self.group_of(index).is_some_and(|group| {
             group
                 .iter()
-                .any(|&m| m != index && !self.instances[m].link_up)
+                .any(|&m| m != index && !self.instances[m].usable())
         })
     }
 }

@@ -190,7 +190,11 @@ fn master_reasserts_against_lower_priority_at_most_once_per_interval() {
 fn interface_down_is_fault_and_up_starts_over() {
     let mut e = started(255, true);
     let actions = e.handle(Input::InterfaceDown, SEC);
-    assert_eq!(actions[0], Action::RemoveAddresses);
+    assert_eq!(
+        actions[..2],
+        [Action::SendAdvert { priority: 0 }, Action::RemoveAddresses],
+        "a master leaving for FAULT says so with priority 0, then drops its addresses"
+    );
     assert_eq!(e.state(), State::Fault);
     assert_eq!(
         e.next_wakeup(),
