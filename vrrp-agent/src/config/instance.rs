@@ -19,6 +19,9 @@ impl Builder {
         let Some(block) = self.block(s) else { return };
         let mut interface = None;
         let mut vrid = None;
+        // Set when `virtual_router_id` was written (valid or not), so a bad value is not
+        // reported a second time as missing.
+        let mut vrid_written = false;
         let mut instance = Instance {
             name,
             location: s.keyword.location.clone(),
@@ -54,7 +57,10 @@ impl Builder {
                     }
                 }
                 "interface" => interface = self.string(st),
-                "virtual_router_id" => vrid = self.integer(st, 1, 255),
+                "virtual_router_id" => {
+                    vrid_written = true;
+                    vrid = self.integer(st, 1, 255);
+                }
                 "priority" => {
                     if let Some(p) = self.integer(st, 1, 255) {
                         instance.priority = p as u8;
@@ -152,6 +158,7 @@ impl Builder {
         }
         match vrid {
             Some(v) => instance.vrid = v as u8,
+            None if vrid_written => {}
             None => self.errors.push(
                 Diagnostic::new(
                     &s.keyword.location,

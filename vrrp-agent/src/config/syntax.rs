@@ -102,7 +102,7 @@ fn tokenize(
                                 &at(i),
                                 format!("`}}` glued to `{}` closes the block here", w.text),
                             )
-                            .hint("if it was meant to close the block, put a space before it; keepalived reads it the same way"),
+                            .hint("keepalived reads it the same way; if the block goes on after this line, remove the `}`"),
                         );
                     }
                     finish(&mut word, &mut tokens);
@@ -256,7 +256,12 @@ pub fn parse_lines(lines: &[SourceLine]) -> Result<Parsed, Vec<Diagnostic>> {
             warnings,
         })
     } else {
-        Err(parser.errors)
+        // The warnings often explain the errors (a glued `}` closing a block early makes a
+        // later `}` close nothing): report them too, in file order.
+        let mut all = parser.errors;
+        all.extend(warnings);
+        all.sort_by_key(|d| (d.location.file.clone(), d.location.line, d.location.col));
+        Err(all)
     }
 }
 
@@ -423,9 +428,11 @@ mod tests {
     fn errors_are_located() {
         let errs = parse_err("a {\n  b\u{a0}c\n");
         assert_eq!(errs.len(), 2);
-        assert_eq!((errs[0].location.line, errs[0].location.col), (2, 4));
-        assert!(errs[0].message.contains("no-break space"));
-        assert_eq!((errs[1].location.line, errs[1].location.col), (1, 3));
+        // In file order.
+        assert_eq!((errs[0].location.line, errs[0].location.col), (1, 3));
+        assert!(errs[0].message.contains("never closed"));
+        assert_eq!((errs[1].location.line, errs[1].location.col), (2, 4));
+        assert!(errs[1].message.contains("no-break space"));
         let errs = parse_err("x \"open\n}\n");
         assert!(errs[0].message.contains("unterminated"));
         assert!(errs[1].message.contains("closes no block"));
