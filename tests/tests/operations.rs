@@ -208,3 +208,37 @@ fn an_operator_can_fault_resume_and_reannounce_an_instance() {
     assert!(!ok && said.contains("not held in FAULT"), "{said}");
     assert_eq!(master.state(), Some(State::Master));
 }
+
+#[test]
+fn with_dynamic_interfaces_an_instance_waits_for_its_interface() {
+    if !require_root("with_dynamic_interfaces_an_instance_waits_for_its_interface") {
+        return;
+    }
+    let lab = Lab::new("dynif", 1).expect("lab");
+    let ns = lab.router(0).ns.clone();
+    let config = "global_defs {\n    vrrp_version 3\n    dynamic_interfaces\n}\n\
+        vrrp_instance LATE {\n    state MASTER\n    interface late0\n    virtual_router_id 9\n    priority 255\n    advert_int 0.1\n    virtual_ipaddress {\n        10.9.9.100/24\n    }\n}\n";
+    let agent = lab.spawn_agent(lab.router(0), config).unwrap();
+    let status = agent.status().unwrap();
+    assert!(status.instances.is_empty());
+    assert_eq!(status.waiting, vec!["LATE".to_string()]);
+
+    // The interface appears (with an address to advertise from): the instance starts.
+    for args in [
+        &[
+            "link", "add", "late0", "type", "veth", "peer", "name", "late1",
+        ][..],
+        &["addr", "add", "10.9.9.1/24", "dev", "late0"],
+        &["link", "set", "late1", "up"],
+        &["link", "set", "late0", "up"],
+    ] {
+        vrrp_lab::ip(&ns, args).unwrap();
+    }
+    let up = vrrp_lab::wait_for(5 * SEC, Duration::from_millis(20), || {
+        (agent.instance_state("LATE") == Some(State::Master)).then_some(())
+    });
+    assert!(up.is_some(), "{}", agent.log_text());
+    assert!(agent.status().unwrap().waiting.is_empty());
+    let held = vrrp_lab::netns::ipv4_addresses(&ns, "late0").unwrap();
+    assert!(held.contains(&"10.9.9.100".parse().unwrap()), "{held:?}");
+}

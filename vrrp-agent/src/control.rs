@@ -71,6 +71,9 @@ pub struct Status {
     /// Notify scripts run and FIFO lines written or dropped.
     #[serde(default)]
     pub notify: crate::notify::NotifyCounters,
+    /// Instances waiting for their interface to appear (`dynamic_interfaces`).
+    #[serde(default)]
+    pub waiting: Vec<String>,
 }
 
 /// One instance in [`Status`].

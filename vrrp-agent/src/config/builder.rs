@@ -13,6 +13,8 @@ pub(super) struct Builder {
     pub(super) v3_checksum_as_v2: bool,
     /// `global_defs { vrrp_agent_observe }`.
     pub(super) observe: bool,
+    /// `global_defs { dynamic_interfaces }`.
+    pub(super) dynamic_interfaces: bool,
     /// Script and FIFO settings from `global_defs`.
     pub(super) scripts: super::ScriptGlobals,
     /// Instances with the version still unresolved (`None` = take the global default), and
@@ -45,6 +47,22 @@ impl Builder {
                 "vrrp_version" => self.vrrp_version = self.version(s),
                 "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
                 "vrrp_agent_observe" => self.observe = self.flag(s),
+                // `allow_if_changes` (keepalived lets an interface's index change) is what we
+                // do anyway: instances find their interface by name.
+                "dynamic_interfaces" => {
+                    if let Some(arg) = s.args.first()
+                        && arg.text != "allow_if_changes"
+                    {
+                        self.errors.push(Diagnostic::new(
+                            &arg.location,
+                            format!(
+                                "`dynamic_interfaces` takes only `allow_if_changes`, not `{}`",
+                                arg.text
+                            ),
+                        ));
+                    }
+                    self.dynamic_interfaces = true;
+                }
                 _ if self.script_global(s) => {}
                 _ => self.unknown(s, "global_defs"),
             }
@@ -154,6 +172,7 @@ impl Builder {
                 sync_groups,
                 scripts: self.scripts,
                 unsafe_scripts,
+                dynamic_interfaces: self.dynamic_interfaces,
                 observe: self.observe,
                 warnings: self.warnings,
             })

@@ -40,6 +40,9 @@ pub struct Config {
     /// Scripts are configured but `enable_script_security` is not (keepalived runs them and
     /// warns; `-t` exits 5).
     pub unsafe_scripts: bool,
+    /// `global_defs { dynamic_interfaces }`: an instance whose interface does not exist yet
+    /// waits for it instead of stopping the daemon.
+    pub dynamic_interfaces: bool,
     /// `global_defs { vrrp_agent_observe }` (a vrrp-agent extension): the kernel accounts
     /// adverts and then passes them on to the stack instead of absorbing them, so tcpdump on
     /// the host still sees them.

@@ -105,6 +105,10 @@ struct Daemon {
     notifier: Notifier,
     /// The script settings the notifier was made with (a reload changing them makes a new one).
     scripts: config::ScriptGlobals,
+    /// Instances whose interface does not exist yet (`dynamic_interfaces`).
+    waiting: Vec<config::Instance>,
+    /// The configuration running now.
+    config: Config,
     /// Where the configuration comes from, for reloads.
     config_path: PathBuf,
     config_options: config::Options,
@@ -133,7 +137,12 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     dataplane.pin_maps();
     let netlink = Netlink::connect()?;
     let mut instances = Vec::new();
+    let mut waiting = Vec::new();
     for ic in &config.instances {
+        if setup::waits_for_interface(&netlink, &config, ic).await {
+            waiting.push(ic.clone());
+            continue;
+        }
         instances.push(setup::instance(&mut dataplane, &netlink, &config, ic).await?);
     }
     let mut events = dataplane
@@ -154,6 +163,8 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         groups,
         notifier: Notifier::new(&config.scripts),
         scripts: config.scripts.clone(),
+        waiting,
+        config: config.clone(),
         config_path: options.config_path,
         config_options: options.config_options,
     };
@@ -183,7 +194,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                     daemon.timer(i).await;
                 }
             }
-            Some(change) = links.next() => daemon.link_change(change).await,
+            Some(change) = links.next() => {
+                daemon.link_change(change).await;
+                daemon.adopt_waiting().await;
+            }
             Some((request, reply)) = control_rx.recv() => {
                 let answer = match request {
                     Request::Reload => daemon.reload_reply().await,
@@ -431,6 +445,30 @@ impl Daemon {
         }
     }
 
+    /// Sets up and starts the waiting instances whose interface has appeared.
+    async fn adopt_waiting(&mut self) {
+        let mut still = Vec::new();
+        for ic in std::mem::take(&mut self.waiting) {
+            if self.netlink.interface(&ic.interface).await.is_err() {
+                still.push(ic);
+                continue;
+            }
+            match setup::instance(&mut self.dataplane, &self.netlink, &self.config, &ic).await {
+                Ok(instance) => {
+                    tracing::info!(instance = %ic.name, interface = %ic.interface, "interface appeared: instance starts");
+                    self.instances.push(instance);
+                    self.groups = setup::groups(&self.config, &self.instances);
+                    self.start(self.instances.len() - 1).await;
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %ic.name, error = %format!("{e:#}"), "interface appeared but the instance cannot start yet");
+                    still.push(ic);
+                }
+            }
+        }
+        self.waiting = still;
+    }
+
     /// Removes a stopped instance from the dataplane (and its VMAC from the filter).
     async fn forget(&mut self, i: usize) {
         let instance = &self.instances[i];
@@ -477,6 +515,7 @@ impl Daemon {
                     .collect(),
                 counters: control::named_counters(self.dataplane.counters()),
                 notify: self.notifier.counters(),
+                waiting: self.waiting.iter().map(|i| i.name.clone()).collect(),
             }),
         }
     }

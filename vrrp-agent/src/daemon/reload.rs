@@ -29,8 +29,13 @@ impl Daemon {
             .collect();
         // Set the new instances up before touching anything, so a failure changes nothing.
         let mut fresh = Vec::new();
+        let mut waiting = Vec::new();
         for (ic, m) in config.instances.iter().zip(&matched) {
             if m.is_some() {
+                continue;
+            }
+            if setup::waits_for_interface(&self.netlink, &config, ic).await {
+                waiting.push(ic.clone());
                 continue;
             }
             match setup::instance(&mut self.dataplane, &self.netlink, &config, ic).await {
@@ -80,6 +85,8 @@ impl Daemon {
         self.instances.truncate(first_stopping);
 
         self.groups = setup::groups(&config, &self.instances);
+        self.waiting = waiting;
+        self.config = config.clone();
         if let Some(id) = &config.router_id {
             self.router_id = id.clone();
         }

@@ -183,6 +183,25 @@ pub(super) async fn instance(
     Ok(instance)
 }
 
+/// Whether an instance must wait for its interface to appear (`dynamic_interfaces`, and the
+/// interface does not exist now). Without `dynamic_interfaces` a missing interface is an error
+/// at setup, as in keepalived.
+pub(super) async fn waits_for_interface(
+    netlink: &Netlink,
+    config: &Config,
+    ic: &config::Instance,
+) -> bool {
+    let absent = config.dynamic_interfaces && netlink.interface(&ic.interface).await.is_err();
+    if absent {
+        tracing::warn!(
+            instance = %ic.name,
+            interface = %ic.interface,
+            "interface absent: the instance waits for it (dynamic_interfaces)"
+        );
+    }
+    absent
+}
+
 /// The sync groups with their members as indexes into `instances`.
 pub(super) fn groups(config: &Config, instances: &[Instance]) -> Vec<Group> {
     config
