@@ -134,3 +134,77 @@ fn notify_scripts_and_fifo_follow_a_failover_in_order() {
         "nobody reads r2's FIFO: lines dropped, never blocking"
     );
 }
+
+/// A one-message SMTP sink: answers like a server, returns everything the client said.
+fn smtp_sink(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(5 * SEC)).unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut said = String::new();
+        out.write_all(b"220 sink ESMTP\r\n").unwrap();
+        let mut lines = BufReader::new(stream);
+        let mut in_data = false;
+        loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            said.push_str(&line);
+            let reply: &[u8] = if in_data {
+                if line != ".\r\n" {
+                    continue;
+                }
+                in_data = false;
+                b"250 queued\r\n"
+            } else if line.starts_with("DATA") {
+                in_data = true;
+                b"354 go on\r\n"
+            } else if line.starts_with("QUIT") {
+                out.write_all(b"221 bye\r\n").unwrap();
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            out.write_all(reply).unwrap();
+        }
+        said
+    })
+}
+
+#[test]
+fn smtp_alert_mails_the_state_change() {
+    if !require_root("smtp_alert_mails_the_state_change") {
+        return;
+    }
+    let lab = Lab::new("smtp", 1).expect("lab");
+    // The sink listens inside the router's namespace, where the agent will connect.
+    let listener = vrrp_lab::run_in(&lab.router(0).ns, || {
+        std::net::TcpListener::bind("127.0.0.1:2525")
+    })
+    .unwrap()
+    .unwrap();
+    let sink = smtp_sink(listener);
+    let config = Spec::v3(255, "0.1").config().replace(
+        "    router_id lab\n",
+        "    router_id lab\n    notification_email {\n        ops@example.com\n    }\n    notification_email_from vrrp@example.com\n    smtp_server 127.0.0.1 2525\n    smtp_alert\n",
+    );
+    let agent = lab.spawn_agent(lab.router(0), &config).unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    let said = sink.join().unwrap();
+    assert!(said.contains("MAIL FROM:<vrrp@example.com>"), "{said}");
+    assert!(said.contains("RCPT TO:<ops@example.com>"), "{said}");
+    assert!(
+        said.contains("Subject: [lab] VRRP Instance VI_1 - Entering MASTER state"),
+        "{said}"
+    );
+    assert!(
+        said.contains("=> VRRP Instance is now owning VRRP VIPs <="),
+        "{said}"
+    );
+    let sent = wait_for(3 * SEC, Duration::from_millis(20), || {
+        (agent.status().ok()?.notify.mails_sent == 1).then_some(())
+    });
+    assert!(sent.is_some(), "{:?}", agent.status().unwrap().notify);
+}

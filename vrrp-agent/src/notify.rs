@@ -6,6 +6,7 @@
 //! reader that is absent or not reading costs a counted dropped line, never a stall.
 
 mod fifo;
+mod mail;
 
 use std::{
     collections::HashMap,
@@ -21,6 +22,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::config::{Notify, Script, ScriptGlobals};
 pub use fifo::Fifo;
+pub use mail::Mailer;
 
 /// How long one notify script may run before its process group is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +58,12 @@ pub struct NotifyCounters {
     pub fifo_lines: u64,
     /// Lines dropped because no reader was there or it was not reading.
     pub fifo_lines_dropped: u64,
+    /// Alert mails the SMTP server accepted.
+    #[serde(default)]
+    pub mails_sent: u64,
+    /// Alert mails that could not be delivered.
+    #[serde(default)]
+    pub mails_failed: u64,
 }
 
 #[derive(Default)]
@@ -81,11 +89,13 @@ pub struct Notifier {
     default_user: Option<(String, Option<String>)>,
     counters: Arc<Counters>,
     timeout: Duration,
+    mailer: Mailer,
 }
 
 impl Notifier {
-    /// Opens (creating when absent) the FIFOs of `global_defs`.
-    pub fn new(globals: &ScriptGlobals) -> Self {
+    /// Opens (creating when absent) the FIFOs of `global_defs`; mails name the node
+    /// `router_id`.
+    pub fn new(globals: &ScriptGlobals, router_id: &str) -> Self {
         let fifos = globals.fifos.iter().map(Fifo::new).collect();
         Self {
             fifos,
@@ -97,6 +107,7 @@ impl Notifier {
             }),
             counters: Arc::new(Counters::default()),
             timeout: SCRIPT_TIMEOUT,
+            mailer: Mailer::new(globals.mail.clone(), router_id),
         }
     }
 
@@ -114,6 +125,8 @@ impl Notifier {
         for fifo in &mut self.fifos {
             fifo.write_line(&line);
         }
+        self.mailer
+            .state_change(subject, name, state, scripts.smtp_alert);
         let specific = match state {
             "MASTER" => scripts.master.as_ref(),
             "BACKUP" => scripts.backup.as_ref(),
@@ -182,6 +195,8 @@ impl Notifier {
             scripts_timed_out: self.counters.scripts_timed_out.load(Ordering::Relaxed),
             fifo_lines: lines,
             fifo_lines_dropped: dropped,
+            mails_sent: self.mailer.sent.load(Ordering::Relaxed),
+            mails_failed: self.mailer.failed.load(Ordering::Relaxed),
         }
     }
 

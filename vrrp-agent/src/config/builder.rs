@@ -15,6 +15,8 @@ pub(super) struct Builder {
     pub(super) observe: bool,
     /// `global_defs { dynamic_interfaces }`.
     pub(super) dynamic_interfaces: bool,
+    /// `smtp_alert_vrrp` was given (it wins over `smtp_alert`).
+    pub(super) smtp_alert_vrrp_seen: bool,
     /// Script and FIFO settings from `global_defs`.
     pub(super) scripts: super::ScriptGlobals,
     /// Instances with the version still unresolved (`None` = take the global default), and
@@ -64,6 +66,7 @@ impl Builder {
                     self.dynamic_interfaces = true;
                 }
                 _ if self.script_global(s) => {}
+                _ if self.mail_global(s) => {}
                 _ => self.unknown(s, "global_defs"),
             }
         }

@@ -9,6 +9,7 @@ mod builder;
 mod diagnostic;
 mod instance;
 pub mod keywords;
+mod mail;
 mod preprocess;
 mod routes;
 mod scripts;
@@ -22,6 +23,7 @@ use std::{
 };
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use mail::MailSettings;
 pub use preprocess::Options;
 pub use scripts::{Notify, Script, ScriptGlobals};
 pub use syntax::{Statement, Word};

@@ -71,6 +71,8 @@ pub struct Notify {
     pub stop: Option<Script>,
     /// `notify`: gets `INSTANCE|GROUP name STATE priority` appended.
     pub generic: Option<Script>,
+    /// `smtp_alert`: mail on state changes (`None`: the global default).
+    pub smtp_alert: Option<bool>,
 }
 
 impl Notify {
@@ -97,6 +99,8 @@ pub struct ScriptGlobals {
     pub script_security: bool,
     /// `notify_fifo PATH` and `vrrp_notify_fifo PATH` (both receive VRRP lines here).
     pub fifos: Vec<String>,
+    /// E-mail alerts.
+    pub mail: super::MailSettings,
 }
 
 impl Builder {
@@ -108,6 +112,10 @@ impl Builder {
             "notify_fault" => &mut notify.fault,
             "notify_stop" => &mut notify.stop,
             "notify" => &mut notify.generic,
+            "smtp_alert" => {
+                notify.smtp_alert = Some(self.flag(s));
+                return true;
+            }
             _ => return false,
         };
         *slot = self.script(s);

@@ -161,7 +161,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         netlink,
         instances,
         groups,
-        notifier: Notifier::new(&config.scripts),
+        notifier: Notifier::new(
+            &config.scripts,
+            config.router_id.as_deref().unwrap_or(&hostname()),
+        ),
         scripts: config.scripts.clone(),
         waiting,
         config: config.clone(),

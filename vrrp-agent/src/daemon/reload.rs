@@ -91,7 +91,7 @@ impl Daemon {
             self.router_id = id.clone();
         }
         if config.scripts != self.scripts {
-            self.notifier = Notifier::new(&config.scripts);
+            self.notifier = Notifier::new(&config.scripts, &self.router_id);
             self.scripts = config.scripts.clone();
         }
         for i in started {
