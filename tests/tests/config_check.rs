@@ -112,3 +112,22 @@ fn includes_parameters_and_config_ids_reach_the_checker_with_their_locations() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_reader_that_goes_away_does_not_crash_the_checker() {
+    // `vrrp-agent -t -f FILE 2>&1 | head -1`: stderr closes while errors are being written.
+    let (_, _, path) = check(
+        &single_instance_config(100, "1")
+            .replace("priority 100", "prioritty 100\n    bogus 1\n    bogus 2"),
+    );
+    let mut child = Command::new(agent_binary())
+        .arg("-t")
+        .arg("-f")
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "a closed stderr made it {status:?}");
+}

@@ -26,6 +26,7 @@ fn section_block(section: &str) -> Option<&'static str> {
     Some(match section {
         "Global definitions" => "global_defs",
         "Linkbeat interfaces" => "linkbeat_interfaces",
+        "Interface up/down status change debouncing" => "interface_up_down_delays",
         "Static track groups" => "track_group",
         "Static routes/addresses/rules" => "top",
         "Track files" => "track_file",
@@ -42,13 +43,17 @@ fn section_block(section: &str) -> Option<&'static str> {
 }
 
 /// (block, keyword) for every keyword the man page shows in bold at the start of a line of
-/// its configuration examples (`.nf` ... `.fi`), the way the table was first extracted.
+/// its configuration examples (`.nf` ... `.fi`), or in plain text opening a block
+/// (`interface_up_down_delays {`; all-capital words there are placeholders).
 fn man_page_keywords(roff: &str) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     let (mut section, mut example) = (String::new(), false);
+    // The daemon-wide keywords the man page lists before `global_defs {` stand outside it.
+    let mut before_global_defs = false;
     for line in roff.lines() {
         if let Some(title) = line.strip_prefix(".SH ") {
             section = title.trim().trim_matches('"').to_string();
+            before_global_defs = section == "Global definitions";
         }
         match line {
             l if l.starts_with(".nf") => example = true,
@@ -58,18 +63,32 @@ fn man_page_keywords(roff: &str) -> BTreeSet<(String, String)> {
         if !example || EXAMPLE_SECTIONS.contains(&section.as_str()) {
             continue;
         }
-        let Some(bold) = line.trim().strip_prefix("\\fB") else {
-            continue;
+        let trimmed = line.trim();
+        let word = |s: &str| -> String {
+            s.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
         };
-        let keyword: String = bold
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        let keyword = match trimmed.strip_prefix("\\fB") {
+            Some(bold) => word(bold),
+            None => {
+                let plain = word(trimmed);
+                let opens = trimmed[plain.len()..].trim_start().starts_with('{');
+                if plain.is_empty() || !opens || !plain.chars().any(|c| c.is_ascii_lowercase()) {
+                    continue;
+                }
+                plain
+            }
+        };
         let Some(block) = section_block(&section) else {
             panic!("man page section `{section}` has no block mapping: extend section_block");
         };
-        let opener =
-            keyword == block || (section == "Global definitions" && keyword == "global_defs");
+        if keyword == "global_defs" {
+            before_global_defs = false;
+        }
+        let opener = keyword == block
+            || (section == "Global definitions" && keyword == "global_defs")
+            || before_global_defs;
         let block = if opener { "top" } else { block };
         if keyword
             .chars()

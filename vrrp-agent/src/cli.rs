@@ -9,6 +9,15 @@ use crate::{
     control::{self, Reply, Request},
 };
 
+/// Prints a line without panicking when the reader went away (`vrrp-agent -t ... | head`):
+/// `println!` and `eprintln!` panic on a closed pipe.
+macro_rules! say {
+    ($stream:ident, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::$stream(), $($arg)*);
+    }};
+}
+
 /// keepalived's default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 
@@ -103,7 +112,7 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("vrrp-agent: cannot start the runtime: {e}");
+            say!(stderr, "vrrp-agent: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -122,15 +131,20 @@ pub fn main() -> ExitCode {
             let config = match config::load_with(&cli.config, &options) {
                 Ok(c) => c,
                 Err(diagnostics) => {
-                    eprintln!("{diagnostics}");
+                    say!(stderr, "{diagnostics}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
             for w in &config.warnings {
-                eprintln!("{}", w.to_string().replacen(": error: ", ": warning: ", 1));
+                say!(
+                    stderr,
+                    "{}",
+                    w.to_string().replacen(": error: ", ": warning: ", 1)
+                );
             }
             if config.unsafe_scripts {
-                eprintln!(
+                say!(
+                    stderr,
                     "{}: warning: scripts are configured but enable_script_security is not: they run as {} without checks that only root can change them",
                     cli.config.display(),
                     config
@@ -145,10 +159,11 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_SCRIPT_SECURITY);
                 }
                 if config.warnings.is_empty() {
-                    eprintln!("{}: configuration is valid", cli.config.display());
+                    say!(stderr, "{}: configuration is valid", cli.config.display());
                     return ExitCode::SUCCESS;
                 }
-                eprintln!(
+                say!(
+                    stderr,
                     "{}: configuration would run, with the warnings above",
                     cli.config.display()
                 );
@@ -164,7 +179,7 @@ pub fn main() -> ExitCode {
             match runtime.block_on(crate::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("vrrp-agent: {e:#}");
+                    say!(stderr, "vrrp-agent: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -225,19 +240,19 @@ fn render_counters(out: &mut String, counters: &std::collections::BTreeMap<Strin
 async fn command(socket: &std::path::Path, request: &Request) -> ExitCode {
     match control::request(socket, request).await {
         Ok(Reply::Done { message }) => {
-            println!("{message}");
+            say!(stdout, "{message}");
             ExitCode::SUCCESS
         }
         Ok(Reply::Error { error }) => {
-            eprintln!("vrrp-agent: {error}");
+            say!(stderr, "vrrp-agent: {error}");
             ExitCode::FAILURE
         }
         Ok(Reply::Status(_)) => {
-            eprintln!("vrrp-agent: unexpected status reply");
+            say!(stderr, "vrrp-agent: unexpected status reply");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("vrrp-agent: {e:#}");
+            say!(stderr, "vrrp-agent: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -247,26 +262,29 @@ async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
     let reply = match control::request(socket, &Request::Status).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("vrrp-agent: {e:#}");
+            say!(stderr, "vrrp-agent: {e:#}");
             return ExitCode::FAILURE;
         }
     };
     match reply {
         Reply::Error { error } => {
-            eprintln!("vrrp-agent: the daemon refused the request: {error}");
+            say!(
+                stderr,
+                "vrrp-agent: the daemon refused the request: {error}"
+            );
             ExitCode::FAILURE
         }
         Reply::Done { message } => {
-            eprintln!("vrrp-agent: unexpected reply to status: {message}");
+            say!(stderr, "vrrp-agent: unexpected reply to status: {message}");
             ExitCode::FAILURE
         }
         Reply::Status(status) if json => match serde_json::to_string_pretty(&status) {
             Ok(text) => {
-                println!("{text}");
+                say!(stdout, "{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("vrrp-agent: {e}");
+                say!(stderr, "vrrp-agent: {e}");
                 ExitCode::FAILURE
             }
         },
