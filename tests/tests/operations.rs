@@ -148,7 +148,7 @@ fn sighup_with_the_same_configuration_changes_nothing() {
     );
     assert!(
         agent.log_text().contains(
-            "configuration reloaded: 1 instance(s) kept as they were, 0 started, 0 stopped"
+            "configuration reloaded: 1 instance(s) kept as they were, 0 retuned in place, 0 started, 0 stopped"
         ),
         "{}",
         agent.log_text()

@@ -104,6 +104,22 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
         "VI_2's VIP stayed after its instance was removed"
     );
 
+    // A new priority (still above r2's) is taken in place: no flap, and r2 learns it at once.
+    master
+        .rewrite_config(&single_instance_config(150, "0.1"))
+        .unwrap();
+    let message = master.reload().unwrap();
+    assert!(message.contains("1 retuned in place"), "{message}");
+    let learned = wait_for(2 * SEC, Duration::from_millis(20), || {
+        let status = backup.status().ok()?;
+        (status.instances[0].master.as_ref()?.priority == 150).then_some(())
+    });
+    assert!(learned.is_some(), "{:?}", backup.status());
+    assert_eq!(
+        master.status().unwrap().instances[0].effective_priority,
+        150
+    );
+
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     assert_eq!(

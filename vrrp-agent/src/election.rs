@@ -164,6 +164,30 @@ impl Election {
         }
     }
 
+    /// New settings for a running instance (a reload that changed only these): priority,
+    /// preemption, `preempt_delay` and the advertisement interval. The state is kept; a master
+    /// advertises its new priority and interval at once, so peers learn them without waiting.
+    pub fn retune(
+        &mut self,
+        priority: u8,
+        preempt: bool,
+        preempt_delay_ns: Nanos,
+        advert_int_cs: u16,
+        now: Nanos,
+    ) -> Vec<Action> {
+        self.params.priority = priority;
+        self.params.preempt = preempt;
+        self.params.preempt_delay_ns = preempt_delay_ns;
+        self.params.advert_int_cs = advert_int_cs;
+        let mut actions = Vec::new();
+        if self.state == State::Master {
+            self.master_adver_interval_cs = advert_int_cs;
+            actions.push(Action::SendAdvert { priority });
+            self.adver_at = Some(now + self.advert_int_ns());
+        }
+        actions
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         self.state

@@ -226,6 +226,20 @@ impl Instance {
         unplaced(self) == unplaced(other)
     }
 
+    /// Whether `other` is this instance with only settings a running instance can take in
+    /// place changed: priority, preemption, `preempt_delay`, `advert_int`, accept mode and
+    /// notifications (a reload retunes it instead of restarting it).
+    pub fn retunable_to(&self, other: &Instance) -> bool {
+        let mut same = other.clone();
+        same.priority = self.priority;
+        same.preempt = self.preempt;
+        same.preempt_delay_ms = self.preempt_delay_ms;
+        same.advert_int_cs = self.advert_int_cs;
+        same.accept = self.accept;
+        same.notify = self.notify.clone();
+        self.same_settings(&same)
+    }
+
     /// Every address the master holds: advertised ones first, then excluded ones.
     pub fn all_addresses(&self) -> impl Iterator<Item = &VirtualAddress> {
         self.virtual_addresses

@@ -3,8 +3,10 @@
 //! not even one missed advert); removed instances stop cleanly; new ones start. A
 //! configuration with errors changes nothing.
 //!
-//! Unlike keepalived, an instance whose settings changed is stopped and started again rather
-//! than patched in place (a master among them gives its VIPs up for a moment).
+//! An instance whose priority, preemption, `preempt_delay`, interval, accept mode or
+//! notifications changed is retuned in place (a master stays master and advertises the new
+//! values at once). Other changes (addresses, interface, peers, ...) stop and start it again,
+//! where keepalived patches more in place: a master among them gives its VIPs up for a moment.
 
 use anyhow::{Result, anyhow};
 
@@ -12,21 +14,60 @@ use super::{Daemon, Instance, setup};
 use crate::{config, election::Input, notify::Notifier};
 
 impl Daemon {
+    /// Gives a running instance new settings it can take in place (see
+    /// `config::Instance::retunable_to`): the election, the kernel's copy, notifications.
+    async fn retune(&mut self, index: usize, ic: &config::Instance) {
+        let instance = &mut self.instances[index];
+        instance.config = ic.clone();
+        let actions = instance.election.retune(
+            ic.priority,
+            ic.preempt,
+            u64::from(ic.preempt_delay_ms) * 1_000_000,
+            ic.advert_int_cs,
+            super::now_ns(),
+        );
+        let kernel = instance.kernel_config();
+        if let Err(e) = self.dataplane.set_instance(instance.key, kernel) {
+            tracing::error!(instance = %ic.name, error = %e, "cannot update the dataplane");
+        }
+        tracing::info!(instance = %ic.name, priority = ic.priority, "retuned in place");
+        for action in actions {
+            self.apply(index, action).await;
+        }
+    }
+
     /// Reads the configuration again and applies it; returns what changed.
     pub(super) async fn reload(&mut self) -> Result<String> {
         let config = config::load_with(&self.config_path, &self.config_options).map_err(|d| {
             anyhow!("the new configuration has errors, the running one stays:\n{d}")
         })?;
-        // Which running instance each configured one continues, if any.
-        let matched: Vec<Option<usize>> = config
-            .instances
-            .iter()
-            .map(|ic| {
-                self.instances
-                    .iter()
-                    .position(|running| running.config.same_settings(ic))
-            })
-            .collect();
+        // Which running instance each configured one continues, if any: one configured exactly
+        // alike, else one that can take the new settings in place (priority, interval, ...).
+        let mut used = vec![false; self.instances.len()];
+        let mut matched: Vec<Option<usize>> = vec![None; config.instances.len()];
+        let mut retuned = Vec::new();
+        for pass in [false, true] {
+            for (n, ic) in config.instances.iter().enumerate() {
+                if matched[n].is_some() {
+                    continue;
+                }
+                let found = self.instances.iter().enumerate().position(|(i, running)| {
+                    !used[i]
+                        && if pass {
+                            running.config.retunable_to(ic)
+                        } else {
+                            running.config.same_settings(ic)
+                        }
+                });
+                if let Some(i) = found {
+                    used[i] = true;
+                    matched[n] = Some(i);
+                    if pass {
+                        retuned.push((i, ic.clone()));
+                    }
+                }
+            }
+        }
         // Set the new instances up before touching anything, so a failure changes nothing.
         let mut fresh = Vec::new();
         let mut waiting = Vec::new();
@@ -52,6 +93,9 @@ impl Daemon {
             }
         }
         // Commit: kept instances first in their new order, then the ones to stop.
+        for (i, ic) in &retuned {
+            self.retune(*i, ic).await;
+        }
         let mut old: Vec<Option<Instance>> = std::mem::take(&mut self.instances)
             .into_iter()
             .map(Some)
@@ -71,7 +115,7 @@ impl Daemon {
             };
             self.instances.push(next);
         }
-        let kept = self.instances.len() - started.len();
+        let kept = self.instances.len() - started.len() - retuned.len();
         let stopping: Vec<Instance> = old.into_iter().flatten().collect();
         let removed = stopping.len();
         // Groups are rebuilt below; the stopping instances must not drag anybody along.
@@ -98,8 +142,9 @@ impl Daemon {
             self.start(i).await;
         }
         Ok(format!(
-            "configuration reloaded: {kept} instance(s) kept as they were, {} started, {removed} stopped",
-            self.instances.len() - kept
+            "configuration reloaded: {kept} instance(s) kept as they were, {} retuned in place, {} started, {removed} stopped",
+            retuned.len(),
+            self.instances.len() - kept - retuned.len()
         ))
     }
 }

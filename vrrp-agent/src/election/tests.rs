@@ -357,3 +357,21 @@ fn the_election_agrees_with_the_shared_vector_table() {
         }
     }
 }
+
+#[test]
+fn retuning_a_master_keeps_it_master_and_advertises_the_new_values_at_once() {
+    let mut e = started(255, true);
+    assert_eq!(e.state(), State::Master);
+    let actions = e.retune(150, false, 0, 50, 2 * SEC);
+    assert_eq!(actions, vec![Action::SendAdvert { priority: 150 }]);
+    assert_eq!(e.state(), State::Master);
+    assert_eq!((e.params().priority, e.params().preempt), (150, false));
+    // The next advert follows the new 0.5 s interval.
+    let sends = |actions: Vec<Action>| actions.contains(&Action::SendAdvert { priority: 150 });
+    assert!(!sends(e.handle(Input::Timer, 2 * SEC + 499 * MS)));
+    assert!(sends(e.handle(Input::Timer, 2 * SEC + 500 * MS)));
+    // A backup just takes the values for what comes next.
+    let mut b = started(100, true);
+    assert!(b.retune(120, true, 0, 100, SEC).is_empty());
+    assert_eq!(b.state(), State::Backup);
+}
