@@ -334,6 +334,23 @@ impl Lab {
         netns::xdp_program_name(&node.ns, IFNAME)
     }
 
+    /// Creates a FIFO named `name` in the lab directory and opens its reading end
+    /// (non-blocking), so notify lines written to it are kept from now on.
+    pub fn fifo_reader(&self, name: &str) -> Result<(PathBuf, std::fs::File)> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.dir.join(name);
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: a NUL-terminated path that outlives the call.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        Ok((path, reader))
+    }
+
     /// Opens a frame capture/injection socket on a node's `eth0`.
     pub fn capture(&self, node: &Node) -> Result<Capture> {
         Capture::open(&node.ns, IFNAME).context("opening a capture socket")

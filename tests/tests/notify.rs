@@ -1,12 +1,7 @@
 //! Notify scripts and the notify FIFO across a failover: the right scripts with the right
 //! arguments, in the order the transitions happened; the FIFO gets keepalived's lines.
 
-use std::{
-    io::Read as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
-    path::Path,
-    time::Duration,
-};
+use std::{io::Read as _, os::unix::fs::PermissionsExt as _, path::Path, time::Duration};
 
 use vrrp_agent::election::State;
 use vrrp_lab::{Lab, Spec, require_root, wait_for};
@@ -61,15 +56,7 @@ fn notify_scripts_and_fifo_follow_a_failover_in_order() {
     std::fs::create_dir_all(&dir2).unwrap();
     let (script1, script2) = (write_script(&dir1, &log1), write_script(&dir2, &log2));
     // The FIFO exists and has a reader before the agent starts, so no line is dropped.
-    let fifo = lab.dir.join("r1.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
+    let (fifo, mut reader) = lab.fifo_reader("r1.fifo").unwrap();
 
     let mut r1 = lab
         .spawn_agent(lab.router(0), &config(200, &script1, &fifo))

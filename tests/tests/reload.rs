@@ -3,6 +3,7 @@
 //! changes nothing.
 
 use std::{
+    io::Read as _,
     net::Ipv4Addr,
     process::Command,
     sync::{
@@ -33,6 +34,14 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
     }
     let lab = Lab::new("reload", 2).expect("lab");
     let (master, backup) = lab.elected_pair("0.1");
+    // A FIFO reader from here on, to see how the removed instance is reported.
+    let (fifo, mut reader) = lab.fifo_reader("reload.fifo").unwrap();
+    let with_fifo = |config: String| {
+        config.replace(
+            "    router_id lab\n",
+            &format!("    router_id lab\n    notify_fifo {}\n", fifo.display()),
+        )
+    };
     let transitions = || master.status().unwrap().instances[0].transitions;
     assert_eq!(transitions(), 2);
 
@@ -62,7 +71,7 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
     };
 
     // SIGHUP with an added instance: VI_2 starts, VI_1 goes on as it was.
-    master.rewrite_config(&with_second(200)).unwrap();
+    master.rewrite_config(&with_fifo(with_second(200))).unwrap();
     master.signal(libc::SIGHUP);
     let second_up = wait_for(5 * SEC, Duration::from_millis(20), || {
         (master.instance_state("VI_2") == Some(State::Master)).then_some(())
@@ -72,7 +81,7 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
 
     // A broken configuration (an unterminated quote) is refused and changes nothing.
     master
-        .rewrite_config(&with_second(200).replace("VI_2 {", "\"VI_2 {"))
+        .rewrite_config(&with_fifo(with_second(200)).replace("VI_2 {", "\"VI_2 {"))
         .unwrap();
     let out = Command::new(agent_binary())
         .args(["reload", "--control-socket"])
@@ -89,7 +98,7 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
 
     // Removing VI_2 again stops it cleanly (its VIP goes), VI_1 still untouched.
     master
-        .rewrite_config(&single_instance_config(200, "0.1"))
+        .rewrite_config(&with_fifo(single_instance_config(200, "0.1")))
         .unwrap();
     let message = master.reload().unwrap();
     assert!(
@@ -103,10 +112,16 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
         gone.is_some(),
         "VI_2's VIP stayed after its instance was removed"
     );
+    let mut lines = String::new();
+    reader.read_to_string(&mut lines).ok();
+    assert!(
+        lines.contains("INSTANCE \"VI_2\" DELETED 200"),
+        "a removed instance is reported DELETED: {lines}"
+    );
 
     // A new priority (still above r2's) is taken in place: no flap, and r2 learns it at once.
     master
-        .rewrite_config(&single_instance_config(150, "0.1"))
+        .rewrite_config(&with_fifo(single_instance_config(150, "0.1")))
         .unwrap();
     let message = master.reload().unwrap();
     assert!(message.contains("1 retuned in place"), "{message}");

@@ -1,7 +1,7 @@
 //! `vrrp_sync_group`: members move together, and a group never splits while one member still
 //! hears a live master.
 
-use std::{io::Read as _, net::Ipv4Addr, os::unix::fs::OpenOptionsExt as _, time::Duration};
+use std::{io::Read as _, net::Ipv4Addr, time::Duration};
 
 use vrrp_agent::{election::State, packet::Advert};
 use vrrp_lab::{
@@ -52,15 +52,7 @@ fn sync_group_members_follow_each_other() {
         Duration::from_millis(10),
     );
     // The group's own notifications arrive on the FIFO, with priority 0.
-    let fifo = lab.dir.join("group.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
+    let (fifo, mut reader) = lab.fifo_reader("group.fifo").unwrap();
     let agent = lab.spawn_agent(lab.router(0), &config(&fifo)).unwrap();
     // Nobody advertises VRID 52, but VI_2 must not take over while VI_1 hears a master.
     std::thread::sleep(2 * SEC);

@@ -67,6 +67,8 @@ struct Instance {
     transitions: u64,
     /// Held in FAULT by `vrrp-agent instance NAME fault` until `resume`.
     forced_fault: bool,
+    /// Being removed by a reload: its stop is reported as DELETED, as keepalived does.
+    deleting: bool,
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
     held: Vec<Held>,

@@ -1,5 +1,6 @@
 //! State changes as keepalived reports them: per instance (`INSTANCE name STATE priority`)
-//! and per sync group once all its members agree (`GROUP name STATE 0`).
+//! and per sync group once all its members agree (`GROUP name STATE 0`). STATE is MASTER,
+//! BACKUP, FAULT, STOP (the daemon stops) or DELETED (a reload removed the instance).
 
 use super::Daemon;
 use crate::{election::State, notify::Subject};
@@ -18,8 +19,13 @@ fn word(from: State, to: State) -> Option<&'static str> {
 impl Daemon {
     /// Notifies an instance's state change.
     pub(super) fn notify_instance(&mut self, index: usize, from: State, to: State) {
-        let Some(state) = word(from, to) else { return };
+        let Some(mut state) = word(from, to) else {
+            return;
+        };
         let instance = &self.instances[index];
+        if state == "STOP" && instance.deleting {
+            state = "DELETED";
+        }
         // keepalived's wording, which log watchers grep for.
         tracing::info!("({}) Entering {state} STATE", instance.config.name);
         let priority = instance.election.params().priority;

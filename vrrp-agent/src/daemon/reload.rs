@@ -123,6 +123,7 @@ impl Daemon {
         let first_stopping = self.instances.len();
         self.instances.extend(stopping);
         for i in first_stopping..self.instances.len() {
+            self.instances[i].deleting = true;
             self.handle(i, Input::Shutdown).await;
             self.forget(i).await;
         }

@@ -169,6 +169,7 @@ pub(super) async fn instance(
         transitions: 0,
         link_up: true,
         forced_fault: false,
+        deleting: false,
     };
     dataplane.set_instance(key, instance.kernel_config())?;
     dataplane.set_address_list(key, address_list(&ic.virtual_addresses))?;
