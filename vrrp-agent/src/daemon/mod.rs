@@ -340,9 +340,11 @@ impl Daemon {
     /// counted: events come only on change, so its own copy of the master-down deadline is
     /// stale while a healthy master keeps advertising, and acting on it would take over from
     /// a live master whenever anything else wakes the daemon.
+    /// The map is read only when the stale deadline has passed (`master_down_due`), the one
+    /// case where it matters: a wake-up per master advert must not cost a syscall per backup.
     async fn timer(&mut self, index: usize) {
         let instance = &self.instances[index];
-        if instance.election.state() == State::Backup
+        if instance.election.master_down_due(now_ns())
             && let Some(seen) = self.dataplane.seen(&instance.key)
             && seen.generation == instance.generation
             && instance.election.master().is_none_or(|m| m.at < seen.at_ns)
