@@ -9,7 +9,7 @@ use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_ns, programs::TcContext
 use vrrp_common::{FAMILY_IPV4, FAMILY_IPV6, VipKey, counters, instance_flags, virtual_mac};
 
 use crate::{
-    CONFIG, HEARTBEAT, VIPS, count_for, csum,
+    CONFIG, HEARTBEAT, VIPS, VMAC_IN_USE, count_for, csum,
     frame::{Frame, bytes},
     instance_key,
     packet::{self, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, Parsed},
@@ -43,11 +43,14 @@ pub fn handle(ctx: &TcContext) {
         }
         return;
     }
-    from_a_vip(ctx);
+    if VMAC_IN_USE.get(0).is_some_and(|in_use| *in_use != 0) {
+        from_a_vip(ctx);
+    }
 }
 
 /// Frames sourced from a VIP leave with the VIP's MAC (the VMAC under `use_vmac`; for other
-/// VIPs that is the interface's own MAC already, and nothing is written).
+/// VIPs that is the interface's own MAC already, and nothing is written). Called only while
+/// some instance uses a VMAC.
 #[inline(always)]
 fn from_a_vip(ctx: &TcContext) {
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {

@@ -14,7 +14,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, bpf_timer},
-    btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_redirect, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
@@ -71,6 +71,11 @@ pub(crate) static VIPS: HashMap<VipKey, VipEntry, 8192> = HashMap::new();
 /// agent: the value is the instance's `peer_set`.
 #[btf_map]
 pub(crate) static PEERS: HashMap<PeerKey, u8, 4096> = HashMap::new();
+
+/// 1 while any instance uses `use_vmac`: only then must the egress program look up the source
+/// of every outgoing frame, so hosts without VMACs pay nothing for it. Written by the agent.
+#[btf_map]
+pub(crate) static VMAC_IN_USE: Array<u32, 1> = Array::new();
 
 /// The virtual MACs of `use_vmac` instances, written by the agent.
 #[btf_map]

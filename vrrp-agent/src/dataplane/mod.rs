@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, loaded_programs,
         tc::{NlOptions, TcAttachOptions},
@@ -58,6 +58,7 @@ pub struct Dataplane {
     address_lists: HashMap<MapData, InstanceKey, AddressList>,
     vips: HashMap<MapData, VipKey, VipEntry>,
     vmacs: HashMap<MapData, VmacKey, VmacEntry>,
+    vmac_in_use: Array<MapData, u32>,
     peers: HashMap<MapData, PeerKey, u8>,
     heartbeat: HashMap<MapData, InstanceKey, u64>,
     counters: PerCpuArray<MapData, u64>,
@@ -120,6 +121,7 @@ impl Dataplane {
         let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
         let vips = HashMap::try_from(take(&mut ebpf, "VIPS")?)?;
         let vmacs = HashMap::try_from(take(&mut ebpf, "VMACS")?)?;
+        let vmac_in_use = Array::try_from(take(&mut ebpf, "VMAC_IN_USE")?)?;
         let peers = HashMap::try_from(take(&mut ebpf, "PEERS")?)?;
         let heartbeat = HashMap::try_from(take(&mut ebpf, "HEARTBEAT")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
@@ -140,6 +142,7 @@ impl Dataplane {
             address_lists,
             vips,
             vmacs,
+            vmac_in_use,
             peers,
             heartbeat,
             counters,
@@ -379,7 +382,10 @@ impl Dataplane {
     pub fn set_vmac(&mut self, key: VmacKey, entry: VmacEntry) -> Result<()> {
         self.vmacs
             .insert(key, entry, 0)
-            .context("writing the VMAC map")
+            .context("writing the VMAC map")?;
+        self.vmac_in_use
+            .set(0, 1, 0)
+            .context("writing the VMAC flag")
     }
 
     /// Registers a unicast peer of an instance that shares its VRID with others on the
@@ -402,6 +408,9 @@ impl Dataplane {
         let _ = self.heartbeat.remove(key);
         remove_where(&mut self.vips, |_, v| v.instance == *key);
         remove_where(&mut self.vmacs, |_, v| v.instance == *key);
+        if self.vmacs.keys().next().is_none() {
+            let _ = self.vmac_in_use.set(0, 0, 0);
+        }
         let shared = key.with_peer_set(0);
         remove_where(&mut self.peers, |k, set| {
             k.instance == shared && *set == key.peer_set
