@@ -204,12 +204,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                 daemon.adopt_waiting().await;
             }
             Some((request, reply)) = control_rx.recv() => {
-                let answer = match request {
-                    Request::Reload => daemon.reload_reply().await,
-                    Request::Instance { name, action } => daemon.instance_action(&name, action).await,
-                    other => daemon.answer(&other),
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(daemon.answer(request).await);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -507,11 +502,11 @@ impl Daemon {
         }
     }
 
-    fn answer(&self, request: &Request) -> Reply {
+    /// Answers a control request (status, reload, an operator action).
+    async fn answer(&mut self, request: Request) -> Reply {
         match request {
-            Request::Reload | Request::Instance { .. } => Reply::Error {
-                error: "handled by the main loop".into(),
-            },
+            Request::Reload => self.reload_reply().await,
+            Request::Instance { name, action } => self.instance_action(&name, action).await,
             Request::Status => Reply::Status(Status {
                 router_id: self.router_id.clone(),
                 pid: std::process::id(),
