@@ -41,8 +41,13 @@ fn status_json_and_metrics_report_the_lab() {
     }
     let lab = Lab::new("ops", 2).expect("lab");
     let args = ["--metrics-listen", "127.0.0.1:9650"];
+    let dump_dir = lab.dir.to_str().unwrap();
     let master = lab
-        .spawn_agent_with(lab.router(0), &single_instance_config(200, "0.1"), &args)
+        .spawn_agent_with(
+            lab.router(0),
+            &single_instance_config(200, "0.1"),
+            &[&args[..], &["--dump-dir", dump_dir]].concat(),
+        )
         .unwrap();
     let backup = lab
         .spawn_agent_with(lab.router(1), &single_instance_config(100, "0.1"), &args)
@@ -122,6 +127,42 @@ fn status_json_and_metrics_report_the_lab() {
     .unwrap();
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     assert_eq!(master.state(), Some(State::Master));
+
+    // keepalived's signal dumps, signalled by the numbers `--signum` gives.
+    for (sigfunc, file, expected) in [
+        (
+            "DATA",
+            "vrrp-agent.data",
+            "VI_1             eth0       vrid 51  MASTER",
+        ),
+        ("STATS", "vrrp-agent.stats", "VRRP Instance: VI_1"),
+        ("JSON", "vrrp-agent.json", "\"state\": \"MASTER\""),
+    ] {
+        let out = Command::new(agent_binary())
+            .arg(format!("--signum={sigfunc}"))
+            .output()
+            .unwrap();
+        let signal: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        master.signal(signal);
+        let path = lab.dir.join(file);
+        let text = vrrp_lab::wait_for(3 * SEC, Duration::from_millis(20), || {
+            std::fs::read_to_string(&path).ok()
+        })
+        .unwrap_or_else(|| panic!("{sigfunc} wrote no {file}: {}", master.log_text()));
+        assert!(text.contains(expected), "{file}:\n{text}");
+        if sigfunc == "STATS" {
+            let sent = text
+                .lines()
+                .find_map(|l| l.strip_prefix("  adverts-sent: "))
+                .and_then(|v| v.parse::<u64>().ok());
+            assert!(sent.is_some_and(|n| n > 0), "{text}");
+        }
+    }
+    assert_eq!(
+        master.state(),
+        Some(State::Master),
+        "a dump signal is not fatal"
+    );
 }
 
 #[test]
@@ -224,21 +265,43 @@ fn with_dynamic_interfaces_an_instance_waits_for_its_interface() {
     assert_eq!(status.waiting, vec!["LATE".to_string()]);
 
     // The interface appears (with an address to advertise from): the instance starts.
-    for args in [
-        &[
-            "link", "add", "late0", "type", "veth", "peer", "name", "late1",
-        ][..],
-        &["addr", "add", "10.9.9.1/24", "dev", "late0"],
-        &["link", "set", "late1", "up"],
-        &["link", "set", "late0", "up"],
-    ] {
-        vrrp_lab::ip(&ns, args).unwrap();
-    }
-    let up = vrrp_lab::wait_for(5 * SEC, Duration::from_millis(20), || {
-        (agent.instance_state("LATE") == Some(State::Master)).then_some(())
+    let create = || {
+        for args in [
+            &[
+                "link", "add", "late0", "type", "veth", "peer", "name", "late1",
+            ][..],
+            &["addr", "add", "10.9.9.1/24", "dev", "late0"],
+            &["link", "set", "late1", "up"],
+            &["link", "set", "late0", "up"],
+        ] {
+            vrrp_lab::ip(&ns, args).unwrap();
+        }
+    };
+    let master_with_vip = || {
+        let up = vrrp_lab::wait_for(5 * SEC, Duration::from_millis(20), || {
+            (agent.instance_state("LATE") == Some(State::Master)).then_some(())
+        });
+        assert!(up.is_some(), "{}", agent.log_text());
+        assert!(agent.status().unwrap().waiting.is_empty());
+        let held = vrrp_lab::netns::ipv4_addresses(&ns, "late0").unwrap();
+        assert!(held.contains(&"10.9.9.100".parse().unwrap()), "{held:?}");
+        assert_eq!(
+            vrrp_lab::netns::xdp_program_name(&ns, "late0").unwrap(),
+            Some("vrrp_xdp".to_string()),
+            "the dataplane runs on the interface"
+        );
+    };
+    create();
+    master_with_vip();
+    let first_index = vrrp_lab::netns::ifindex(&ns, "late0").unwrap();
+
+    // Deleted: FAULT (still listed), and back as master when re-created under a new index.
+    vrrp_lab::ip(&ns, &["link", "del", "late0"]).unwrap();
+    let fault = vrrp_lab::wait_for(5 * SEC, Duration::from_millis(20), || {
+        (agent.instance_state("LATE") == Some(State::Fault)).then_some(())
     });
-    assert!(up.is_some(), "{}", agent.log_text());
-    assert!(agent.status().unwrap().waiting.is_empty());
-    let held = vrrp_lab::netns::ipv4_addresses(&ns, "late0").unwrap();
-    assert!(held.contains(&"10.9.9.100".parse().unwrap()), "{held:?}");
+    assert!(fault.is_some(), "{}", agent.log_text());
+    create();
+    assert_ne!(vrrp_lab::netns::ifindex(&ns, "late0").unwrap(), first_index);
+    master_with_vip();
 }

@@ -18,11 +18,12 @@ use vrrp_lab::{Lab, VIP, agent::agent_binary, require_root, single_instance_conf
 
 const SEC: Duration = Duration::from_secs(1);
 const VIP2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+const VIP3: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102);
 
 /// `single_instance_config` plus a second instance, VRID 52, holding VIP2.
 fn with_second(priority: u8) -> String {
     format!(
-        "{}vrrp_instance VI_2 {{\n    interface eth0\n    virtual_router_id 52\n    priority {priority}\n    advert_int 0.1\n    virtual_ipaddress {{\n        {VIP2}/24\n    }}\n}}\n",
+        "{}vrrp_instance VI_2 {{\n    interface eth0\n    virtual_router_id 52\n    priority {priority}\n    advert_int 0.1\n    notify_deleted\n    virtual_ipaddress {{\n        {VIP2}/24\n    }}\n}}\n",
         single_instance_config(priority, "0.1")
     )
 }
@@ -119,7 +120,14 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
         "a removed instance is reported DELETED: {lines}"
     );
 
-    // A new priority (still above r2's) is taken in place: no flap, and r2 learns it at once.
+    // A new priority (still above r2's) is taken in place: no flap, and r2 learns it at once;
+    // with vrrp_notify_priority_changes the FIFO hears of it.
+    let with_fifo = |config: String| {
+        with_fifo(config).replace(
+            "    router_id lab\n",
+            "    router_id lab\n    vrrp_notify_priority_changes\n",
+        )
+    };
     master
         .rewrite_config(&with_fifo(single_instance_config(150, "0.1")))
         .unwrap();
@@ -133,6 +141,47 @@ fn reload_adds_and_removes_instances_without_touching_the_running_master() {
     assert_eq!(
         master.status().unwrap().instances[0].effective_priority,
         150
+    );
+    let said = vrrp_lab::wait_for(2 * SEC, Duration::from_millis(20), || {
+        let mut more = String::new();
+        reader.read_to_string(&mut more).ok();
+        lines.push_str(&more);
+        lines
+            .contains("INSTANCE \"VI_1\" MASTER_PRIORITY 150")
+            .then_some(())
+    });
+    assert!(said.is_some(), "no priority change line: {lines}");
+
+    // A VIP added to the running master is taken in place: the master adds and answers for
+    // it while the VIP it already held stays put (the watcher would see a gap).
+    let with_third = |config: String| {
+        config.replace(
+            "        10.0.0.100/24\n",
+            &format!("        10.0.0.100/24\n        {VIP3}/24\n"),
+        )
+    };
+    master
+        .rewrite_config(&with_fifo(with_third(single_instance_config(150, "0.1"))))
+        .unwrap();
+    let message = master.reload().unwrap();
+    assert!(message.contains("1 retuned in place"), "{message}");
+    assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP3));
+    assert_eq!(
+        lab.arp_answerers(VIP3, Duration::from_millis(300)).unwrap(),
+        vec![lab.router(0).mac],
+        "the new VIP is answered by the master alone"
+    );
+    // And taken away again: only it goes.
+    master
+        .rewrite_config(&with_fifo(single_instance_config(150, "0.1")))
+        .unwrap();
+    master.reload().unwrap();
+    assert!(!lab.addresses(lab.router(0)).unwrap().contains(&VIP3));
+    assert!(
+        lab.arp_answerers(VIP3, Duration::from_millis(300))
+            .unwrap()
+            .is_empty(),
+        "a removed VIP is no longer answered"
     );
 
     stop.store(true, Ordering::Relaxed);

@@ -60,6 +60,14 @@ pub struct Cli {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9650), at /metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where SIGUSR1 (DATA), SIGUSR2 (STATS) and the JSON signal write their dumps
+    /// (vrrp-agent.data, .stats, .json), as keepalived writes /tmp/keepalived.*.
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    pub dump_dir: PathBuf,
+    /// Print the signal number for STOP, RELOAD, DATA, STATS or JSON and exit, as
+    /// keepalived's `--signum` (`kill -s $(vrrp-agent --signum=DATA) PID`).
+    #[arg(long, value_name = "SIGFUNC")]
+    pub signum: Option<String>,
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET, global = true)]
     pub control_socket: PathBuf,
@@ -116,6 +124,21 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(name) = &cli.signum {
+        return match crate::daemon::dumps::signum(name) {
+            Some(n) => {
+                say!(stdout, "{n}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                say!(
+                    stderr,
+                    "vrrp-agent: unknown sigfunc {name} (STOP, RELOAD, DATA, STATS, JSON)"
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     match cli.command {
         Some(Command::Status { json }) => runtime.block_on(status(&cli.control_socket, json)),
         Some(Command::Reload) => runtime.block_on(command(&cli.control_socket, &Request::Reload)),
@@ -175,6 +198,7 @@ pub fn main() -> ExitCode {
                 metrics_listen: cli.metrics_listen,
                 config_path: cli.config.clone(),
                 config_options: options,
+                dump_dir: cli.dump_dir,
             };
             match runtime.block_on(crate::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -184,54 +208,6 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-/// The human-readable status table.
-fn render_status(status: &control::Status) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(out, "router_id {}  pid {}", status.router_id, status.pid);
-    for i in &status.instances {
-        let master = i.master.as_ref().map_or("-".to_string(), |m| {
-            format!("{} (prio {})", m.address, m.priority)
-        });
-        let vips: Vec<String> = i
-            .virtual_addresses
-            .iter()
-            .map(|v| format!("{}/{}", v.address, v.prefix_len))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{:<16} {:<10} vrid {:<3} {:<7} prio {:<3} master {:<24} vips {}",
-            i.name,
-            i.interface,
-            i.vrid,
-            format!("{:?}", i.state).to_uppercase(),
-            i.effective_priority,
-            master,
-            vips.join(",")
-        );
-        let vmac = i
-            .vmac
-            .as_ref()
-            .map_or(String::new(), |m| format!("  vmac {m}"));
-        let _ = writeln!(
-            out,
-            "    xdp {}{vmac}",
-            format!("{:?}", i.xdp_mode).to_lowercase()
-        );
-        render_counters(&mut out, &i.counters);
-    }
-    out.push_str("dataplane (all interfaces):\n");
-    render_counters(&mut out, &status.counters);
-    out
-}
-
-fn render_counters(out: &mut String, counters: &std::collections::BTreeMap<String, u64>) {
-    use std::fmt::Write as _;
-    for (name, value) in counters.iter().filter(|(_, v)| **v > 0) {
-        let _ = writeln!(out, "    {name:<24} {value}");
     }
 }
 
@@ -290,10 +266,7 @@ async fn status(socket: &std::path::Path, json: bool) -> ExitCode {
         },
         Reply::Status(status) => {
             // Written in one go, ignoring a closed pipe (`vrrp-agent status | head`).
-            let _ = std::io::Write::write_all(
-                &mut std::io::stdout(),
-                render_status(&status).as_bytes(),
-            );
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), status.render().as_bytes());
             ExitCode::SUCCESS
         }
     }

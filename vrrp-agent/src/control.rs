@@ -139,6 +139,57 @@ pub enum Reply {
 /// A request waiting for the daemon's main loop to answer.
 pub type Pending = (Request, oneshot::Sender<Reply>);
 
+impl Status {
+    /// The human-readable table `vrrp-agent status` prints (and SIGUSR1 writes).
+    pub fn render(&self) -> String {
+        let status = self;
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "router_id {}  pid {}", status.router_id, status.pid);
+        for i in &status.instances {
+            let master = i.master.as_ref().map_or("-".to_string(), |m| {
+                format!("{} (prio {})", m.address, m.priority)
+            });
+            let vips: Vec<String> = i
+                .virtual_addresses
+                .iter()
+                .map(|v| format!("{}/{}", v.address, v.prefix_len))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<16} {:<10} vrid {:<3} {:<7} prio {:<3} master {:<24} vips {}",
+                i.name,
+                i.interface,
+                i.vrid,
+                format!("{:?}", i.state).to_uppercase(),
+                i.effective_priority,
+                master,
+                vips.join(",")
+            );
+            let vmac = i
+                .vmac
+                .as_ref()
+                .map_or(String::new(), |m| format!("  vmac {m}"));
+            let _ = writeln!(
+                out,
+                "    xdp {}{vmac}",
+                format!("{:?}", i.xdp_mode).to_lowercase()
+            );
+            render_counters(&mut out, &i.counters);
+        }
+        out.push_str("dataplane (all interfaces):\n");
+        render_counters(&mut out, &status.counters);
+        out
+    }
+}
+
+fn render_counters(out: &mut String, counters: &std::collections::BTreeMap<String, u64>) {
+    use std::fmt::Write as _;
+    for (name, value) in counters.iter().filter(|(_, v)| **v > 0) {
+        let _ = writeln!(out, "    {name:<24} {value}");
+    }
+}
+
 /// Names counter values (indexed by `vrrp_common::counters`).
 pub fn named_counters(values: [u64; vrrp_common::counters::COUNT]) -> BTreeMap<String, u64> {
     vrrp_common::counters::NAMES

@@ -121,10 +121,7 @@ impl Notifier {
         priority: u8,
         scripts: &Notify,
     ) {
-        let line = format!("{} \"{name}\" {state} {priority}\n", subject.word());
-        for fifo in &mut self.fifos {
-            fifo.write_line(&line);
-        }
+        self.fifo_line(subject, name, state, priority);
         self.mailer
             .state_change(subject, name, state, scripts.smtp_alert);
         let specific = match state {
@@ -132,6 +129,7 @@ impl Notifier {
             "BACKUP" => scripts.backup.as_ref(),
             "FAULT" => scripts.fault.as_ref(),
             "STOP" => scripts.stop.as_ref(),
+            "DELETED" => scripts.deleted.as_ref(),
             _ => None,
         };
         let mut jobs = Vec::new();
@@ -157,6 +155,15 @@ impl Notifier {
             }
         };
         let _ = queue.send(jobs);
+    }
+
+    /// Writes keepalived's FIFO line `INSTANCE|GROUP "name" STATE priority` to every FIFO
+    /// (STATE may also be MASTER_PRIORITY / BACKUP_PRIORITY for a priority change).
+    pub fn fifo_line(&mut self, subject: Subject, name: &str, state: &str, priority: u8) {
+        let line = format!("{} \"{name}\" {state} {priority}\n", subject.word());
+        for fifo in &mut self.fifos {
+            fifo.write_line(&line);
+        }
     }
 
     fn job(&self, script: &Script, appended: &[String]) -> Option<Job> {

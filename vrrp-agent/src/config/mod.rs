@@ -215,6 +215,7 @@ impl Instance {
                 &mut i.notify.fault,
                 &mut i.notify.stop,
                 &mut i.notify.generic,
+                &mut i.notify.deleted,
             ]
             .into_iter()
             .flatten()
@@ -227,10 +228,18 @@ impl Instance {
     }
 
     /// Whether `other` is this instance with only settings a running instance can take in
-    /// place changed: priority, preemption, `preempt_delay`, `advert_int`, accept mode and
-    /// notifications (a reload retunes it instead of restarting it).
+    /// place changed: priority, preemption, `preempt_delay`, `advert_int`, accept mode,
+    /// notifications, and its addresses, routes and rules as long as the family stays (a
+    /// reload retunes it instead of restarting it, as keepalived patches addresses in place).
     pub fn retunable_to(&self, other: &Instance) -> bool {
+        if self.is_ipv6() != other.is_ipv6() {
+            return false;
+        }
         let mut same = other.clone();
+        same.virtual_addresses = self.virtual_addresses.clone();
+        same.excluded_addresses = self.excluded_addresses.clone();
+        same.virtual_routes = self.virtual_routes.clone();
+        same.virtual_rules = self.virtual_rules.clone();
         same.priority = self.priority;
         same.preempt = self.preempt;
         same.preempt_delay_ms = self.preempt_delay_ms;

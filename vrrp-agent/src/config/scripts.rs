@@ -73,6 +73,17 @@ pub struct Notify {
     pub generic: Option<Script>,
     /// `smtp_alert`: mail on state changes (`None`: the global default).
     pub smtp_alert: Option<bool>,
+    /// `notify_deleted [SCRIPT]`: an instance a reload removes is reported DELETED (and this
+    /// script runs) instead of keepalived's default FAULT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_deleted: bool,
+    /// The script of `notify_deleted SCRIPT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Script>,
+    /// `notify_priority_changes`: FIFO lines when the priority changes (`None`: the global
+    /// `vrrp_notify_priority_changes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_changes: Option<bool>,
 }
 
 impl Notify {
@@ -84,6 +95,7 @@ impl Notify {
             &self.fault,
             &self.stop,
             &self.generic,
+            &self.deleted,
         ]
         .iter()
         .any(|s| s.is_some())
@@ -101,6 +113,8 @@ pub struct ScriptGlobals {
     pub fifos: Vec<String>,
     /// E-mail alerts.
     pub mail: super::MailSettings,
+    /// `vrrp_notify_priority_changes`: the default of `notify_priority_changes`.
+    pub priority_changes: bool,
 }
 
 impl Builder {
@@ -114,6 +128,17 @@ impl Builder {
             "notify" => &mut notify.generic,
             "smtp_alert" => {
                 notify.smtp_alert = Some(self.flag(s));
+                return true;
+            }
+            "notify_deleted" => {
+                notify.report_deleted = true;
+                if !s.args.is_empty() {
+                    notify.deleted = self.script(s);
+                }
+                return true;
+            }
+            "notify_priority_changes" => {
+                notify.priority_changes = Some(self.flag(s));
                 return true;
             }
             _ => return false,
@@ -164,6 +189,9 @@ impl Builder {
             "enable_script_security" => {
                 self.no_args(s);
                 self.scripts.script_security = true;
+            }
+            "vrrp_notify_priority_changes" => {
+                self.scripts.priority_changes = self.flag(s);
             }
             "notify_fifo" | "vrrp_notify_fifo" => {
                 if let Some(path) = s.args.first() {

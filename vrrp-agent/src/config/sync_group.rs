@@ -32,6 +32,8 @@ impl Builder {
                         }
                     }
                 }
+                // keepalived 2.2.7 takes notify_deleted per instance only.
+                "notify_deleted" => self.unknown(st, "vrrp_sync_group"),
                 _ if self.notify_keyword(st, &mut notify) => {}
                 _ => self.unknown(st, "vrrp_sync_group"),
             }

@@ -5,6 +5,7 @@
 //! until the kernel's master-down timer fires.
 
 mod actions;
+pub mod dumps;
 mod notifications;
 mod reload;
 mod setup;
@@ -27,7 +28,7 @@ use vrrp_common::{
 };
 
 use crate::{
-    config::{self, Config, VirtualAddress, VirtualRoute},
+    config::{self, Config, VirtualAddress, VirtualRoute, VirtualRule},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{Dataplane, XdpMode},
     election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, State},
@@ -63,11 +64,15 @@ struct Instance {
     observe: bool,
     /// Whether its own interface is up (a sync group can hold it in FAULT regardless).
     link_up: bool,
+    /// Its interface was deleted: FAULT until one of that name appears again (with
+    /// `dynamic_interfaces`, as keepalived), when the instance is set up on it afresh.
+    iface_gone: bool,
     /// State changes so far.
     transitions: u64,
     /// Held in FAULT by `vrrp-agent instance NAME fault` until `resume`.
     forced_fault: bool,
-    /// Being removed by a reload: its stop is reported as DELETED, as keepalived does.
+    /// Being removed by a reload: its stop is reported as FAULT, or DELETED with
+    /// `notify_deleted`, as keepalived does.
     deleting: bool,
     adverts: AdvertSender,
     /// Every held address with the interface it goes on (`dev`, else the instance's).
@@ -89,6 +94,7 @@ struct Group {
 }
 
 /// A virtual address an instance holds while master.
+#[derive(PartialEq)]
 struct Held {
     vip: VirtualAddress,
     /// The interface it goes on: `dev`, else the instance's.
@@ -114,6 +120,8 @@ struct Daemon {
     /// Where the configuration comes from, for reloads.
     config_path: PathBuf,
     config_options: config::Options,
+    /// Where SIGUSR1/SIGUSR2/JSON dumps go.
+    dump_dir: PathBuf,
 }
 
 /// How the daemon runs, from the command line.
@@ -129,6 +137,8 @@ pub struct Options {
     pub config_path: PathBuf,
     /// How it is read (config id).
     pub config_options: config::Options,
+    /// Where SIGUSR1/SIGUSR2/JSON dumps are written (keepalived: /tmp).
+    pub dump_dir: PathBuf,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -172,6 +182,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         config: config.clone(),
         config_path: options.config_path,
         config_options: options.config_options,
+        dump_dir: options.dump_dir,
     };
     let mut links = LinkMonitor::open()?;
     for i in 0..daemon.instances.len() {
@@ -182,6 +193,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     // SIGHUP is keepalived's reload.
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
+    let mut sigjson = signal(SignalKind::from_raw(dumps::Dump::Json.signal()))?;
     crate::sd_notify::notify("READY=1");
     loop {
         let sleep = match daemon.next_wakeup() {
@@ -206,6 +220,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(daemon.answer(request).await);
             }
+            _ = sigusr1.recv() => daemon.dump(dumps::Dump::Data),
+            _ = sigusr2.recv() => daemon.dump(dumps::Dump::Stats),
+            _ = sigjson.recv() => daemon.dump(dumps::Dump::Json),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
@@ -230,7 +247,63 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
 /// How long a clean stop waits for queued notify scripts (notify_stop among them).
 const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
+/// Adds (or removes) addresses, then rules, then routes, which usually depend on the
+/// addresses; failures are logged, the rest still goes on.
+async fn install(
+    netlink: &Netlink,
+    name: &str,
+    add: bool,
+    held: &[&Held],
+    rules: &[&VirtualRule],
+    routes: &[&(VirtualRoute, Option<u32>)],
+) {
+    for held in held {
+        let result = if add {
+            netlink.add_address(held.ifindex, &held.vip).await
+        } else {
+            netlink.remove_address(held.ifindex, &held.vip).await
+        };
+        if let Err(e) = result {
+            tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
+        }
+    }
+    for rule in rules {
+        let result = if add {
+            netlink.add_rule(rule).await
+        } else {
+            netlink.remove_rule(rule).await
+        };
+        if let Err(e) = result {
+            tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual rule");
+        }
+    }
+    for (route, index) in routes {
+        let result = if add {
+            netlink.add_route(route, *index).await
+        } else {
+            netlink.remove_route(route, *index).await
+        };
+        if let Err(e) = result {
+            tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual route");
+        }
+    }
+}
+
 impl Instance {
+    /// Sends gratuitous ARPs / unsolicited NAs for some of its addresses.
+    fn announce(&self, held: &[&Held]) {
+        for _ in 0..GARP_REPEAT {
+            for held in held {
+                let Some(announcer) = self.announcers.get(&held.ifindex) else {
+                    continue;
+                };
+                if let Err(e) = announcer.announce(held.vip.address) {
+                    tracing::warn!(instance = %self.config.name, error = %e, "announcing an address failed");
+                }
+            }
+        }
+    }
+
     /// Whether it may leave FAULT: its link is up and no operator holds it there.
     fn usable(&self) -> bool {
         self.link_up && !self.forced_fault
@@ -389,50 +462,15 @@ impl Daemon {
                 }
             }
             Action::AddAddresses | Action::RemoveAddresses => {
+                let held: Vec<&Held> = instance.held.iter().collect();
+                let rules: Vec<&VirtualRule> = instance.config.virtual_rules.iter().collect();
+                let routes: Vec<&(VirtualRoute, Option<u32>)> = instance.routes.iter().collect();
                 let add = action == Action::AddAddresses;
-                for held in &instance.held {
-                    let result = if add {
-                        self.netlink.add_address(held.ifindex, &held.vip).await
-                    } else {
-                        self.netlink.remove_address(held.ifindex, &held.vip).await
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
-                    }
-                }
-                for rule in &instance.config.virtual_rules {
-                    let result = if add {
-                        self.netlink.add_rule(rule).await
-                    } else {
-                        self.netlink.remove_rule(rule).await
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual rule");
-                    }
-                }
-                // Routes follow the addresses they usually depend on.
-                for (route, index) in &instance.routes {
-                    let result = if add {
-                        self.netlink.add_route(route, *index).await
-                    } else {
-                        self.netlink.remove_route(route, *index).await
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual route");
-                    }
-                }
+                install(&self.netlink, &name, add, &held, &rules, &routes).await;
             }
             Action::SendGratuitousArp => {
-                for _ in 0..GARP_REPEAT {
-                    for held in &instance.held {
-                        let Some(announcer) = instance.announcers.get(&held.ifindex) else {
-                            continue;
-                        };
-                        if let Err(e) = announcer.announce(held.vip.address) {
-                            tracing::warn!(instance = %name, error = %e, "announcing an address failed");
-                        }
-                    }
-                }
+                let held: Vec<&Held> = instance.held.iter().collect();
+                instance.announce(&held);
             }
         }
     }
@@ -444,11 +482,17 @@ impl Daemon {
             tracing::warn!(interface = %self.instances[i].iface.name, "interface is down");
             self.instances[i].link_up = false;
             self.handle(i, Input::InterfaceDown).await;
+        } else if self.instances[i].forced_fault {
+            self.handle(i, Input::InterfaceDown).await;
         }
     }
 
-    /// Sets up and starts the waiting instances whose interface has appeared.
+    /// Sets up and starts the waiting instances whose interface has appeared, and (with
+    /// `dynamic_interfaces`) sets up afresh the instances whose deleted interface is back.
     async fn adopt_waiting(&mut self) {
+        for i in 0..self.instances.len() {
+            self.readopt(i).await;
+        }
         let mut still = Vec::new();
         for ic in std::mem::take(&mut self.waiting) {
             if self.netlink.interface(&ic.interface).await.is_err() {
@@ -469,6 +513,33 @@ impl Daemon {
             }
         }
         self.waiting = still;
+    }
+
+    /// Sets an instance whose interface was deleted up again on a re-created interface of the
+    /// same name (a new index, so new sockets, XDP attachment and kernel keys).
+    async fn readopt(&mut self, i: usize) {
+        let old = &self.instances[i];
+        if !old.iface_gone
+            || !self.config.dynamic_interfaces
+            || self.netlink.interface(&old.iface.name).await.is_err()
+        {
+            return;
+        }
+        let ic = old.config.clone();
+        match setup::instance(&mut self.dataplane, &self.netlink, &self.config, &ic).await {
+            Ok(mut fresh) => {
+                tracing::info!(instance = %ic.name, interface = %ic.interface, "interface re-created: instance starts on it");
+                fresh.transitions = old.transitions;
+                fresh.forced_fault = old.forced_fault;
+                self.dataplane.remove_instance(&old.key);
+                let gone = std::mem::replace(&mut self.instances[i], fresh);
+                drop(gone);
+                self.start(i).await;
+            }
+            Err(e) => {
+                tracing::warn!(instance = %ic.name, error = %format!("{e:#}"), "interface re-created but the instance cannot start yet");
+            }
+        }
     }
 
     /// Removes a stopped instance from the dataplane (and its VMAC from the filter).
@@ -507,18 +578,31 @@ impl Daemon {
         match request {
             Request::Reload => self.reload_reply().await,
             Request::Instance { name, action } => self.instance_action(&name, action).await,
-            Request::Status => Reply::Status(Status {
-                router_id: self.router_id.clone(),
-                pid: std::process::id(),
-                instances: self
-                    .instances
-                    .iter()
-                    .map(|i| i.status(&self.dataplane))
-                    .collect(),
-                counters: control::named_counters(self.dataplane.counters()),
-                notify: self.notifier.counters(),
-                waiting: self.waiting.iter().map(|i| i.name.clone()).collect(),
-            }),
+            Request::Status => Reply::Status(self.status()),
+        }
+    }
+
+    /// Everything `status` reports.
+    fn status(&self) -> Status {
+        Status {
+            router_id: self.router_id.clone(),
+            pid: std::process::id(),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| i.status(&self.dataplane))
+                .collect(),
+            counters: control::named_counters(self.dataplane.counters()),
+            notify: self.notifier.counters(),
+            waiting: self.waiting.iter().map(|i| i.name.clone()).collect(),
+        }
+    }
+
+    /// Writes a dump a signal asked for (SIGUSR1, SIGUSR2, the JSON signal).
+    fn dump(&self, dump: dumps::Dump) {
+        match dumps::write(&self.dump_dir, dump, &self.status(), &self.config_path) {
+            Ok(()) => tracing::info!("wrote {}", self.dump_dir.join(dump.file_name()).display()),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "dump"),
         }
     }
 }

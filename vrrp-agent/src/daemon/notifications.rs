@@ -1,6 +1,7 @@
 //! State changes as keepalived reports them: per instance (`INSTANCE name STATE priority`)
 //! and per sync group once all its members agree (`GROUP name STATE 0`). STATE is MASTER,
-//! BACKUP, FAULT, STOP (the daemon stops) or DELETED (a reload removed the instance).
+//! BACKUP, FAULT, STOP (the daemon stops) or, for an instance a reload removed, FAULT or with
+//! `notify_deleted` DELETED (keepalived's rule).
 
 use super::Daemon;
 use crate::{election::State, notify::Subject};
@@ -24,7 +25,12 @@ impl Daemon {
         };
         let instance = &self.instances[index];
         if state == "STOP" && instance.deleting {
-            state = "DELETED";
+            // keepalived reports a deleted instance as FAULT unless `notify_deleted` says so.
+            state = if instance.config.notify.report_deleted {
+                "DELETED"
+            } else {
+                "FAULT"
+            };
         }
         // keepalived's wording, which log watchers grep for.
         tracing::info!("({}) Entering {state} STATE", instance.config.name);
@@ -36,6 +42,35 @@ impl Daemon {
             priority,
             &instance.config.notify,
         );
+    }
+
+    /// Reports a new effective priority on the FIFOs as `MASTER_PRIORITY` / `BACKUP_PRIORITY`
+    /// when `notify_priority_changes` is on (the instance's, else its sync group's, else
+    /// `vrrp_notify_priority_changes`).
+    pub(super) fn notify_priority(&mut self, index: usize) {
+        let instance = &self.instances[index];
+        let group = self
+            .groups
+            .iter()
+            .find(|g| g.members.contains(&index))
+            .and_then(|g| g.notify.priority_changes);
+        let wanted = instance
+            .config
+            .notify
+            .priority_changes
+            .or(group)
+            .unwrap_or(self.scripts.priority_changes);
+        let state = match instance.election.state() {
+            State::Master => "MASTER_PRIORITY",
+            State::Backup => "BACKUP_PRIORITY",
+            State::Fault | State::Initialize => return,
+        };
+        if wanted {
+            let priority = instance.election.params().priority;
+            let name = instance.config.name.clone();
+            self.notifier
+                .fifo_line(Subject::Instance, &name, state, priority);
+        }
     }
 
     /// Notifies each sync group whose members now all share a state it was not notified in.

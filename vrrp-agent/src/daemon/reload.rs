@@ -3,20 +3,31 @@
 //! not even one missed advert); removed instances stop cleanly; new ones start. A
 //! configuration with errors changes nothing.
 //!
-//! An instance whose priority, preemption, `preempt_delay`, interval, accept mode or
-//! notifications changed is retuned in place (a master stays master and advertises the new
-//! values at once). Other changes (addresses, interface, peers, ...) stop and start it again,
-//! where keepalived patches more in place: a master among them gives its VIPs up for a moment.
+//! An instance whose priority, preemption, `preempt_delay`, interval, accept mode,
+//! notifications or addresses (virtual, excluded, routes, rules; same family) changed is
+//! retuned in place: a master stays master, advertises the new values at once, removes only
+//! the addresses that went and adds and announces only those that came. Other changes
+//! (interface, VRID, family, peers, VMAC, ...) make it another instance to keepalived too: the
+//! old one stops and the new one starts.
 
 use anyhow::{Result, anyhow};
 
-use super::{Daemon, Instance, setup};
-use crate::{config, election::Input, notify::Notifier};
+use vrrp_common::{VipKey, virtual_mac};
+
+use super::{Daemon, Held, Instance, install, setup};
+use crate::{
+    config::{self, VirtualRoute, VirtualRule},
+    election::{Input, State},
+    notify::Notifier,
+    packet::bytes16,
+};
 
 impl Daemon {
     /// Gives a running instance new settings it can take in place (see
     /// `config::Instance::retunable_to`): the election, the kernel's copy, notifications.
     async fn retune(&mut self, index: usize, ic: &config::Instance) {
+        self.readdress(index, ic).await;
+        let old_priority = self.instances[index].election.params().priority;
         let instance = &mut self.instances[index];
         instance.config = ic.clone();
         let actions = instance.election.retune(
@@ -34,6 +45,125 @@ impl Daemon {
         for action in actions {
             self.apply(index, action).await;
         }
+        if ic.priority != old_priority {
+            self.notify_priority(index);
+        }
+    }
+
+    /// Gives a running instance its new addresses, routes and rules: the kernel's responder
+    /// and address list learn them; a master takes away only what went, adds only what came
+    /// (and announces it). Addresses that stay are never touched, so traffic to them goes on.
+    async fn readdress(&mut self, index: usize, ic: &config::Instance) {
+        let instance = &self.instances[index];
+        let old = &instance.config;
+        if old.virtual_addresses == ic.virtual_addresses
+            && old.excluded_addresses == ic.excluded_addresses
+            && old.virtual_routes == ic.virtual_routes
+            && old.virtual_rules == ic.virtual_rules
+        {
+            return;
+        }
+        let own_mac = if ic.use_vmac {
+            virtual_mac(instance.key.family, ic.vrid)
+        } else {
+            instance.iface.mac
+        };
+        let (key, iface) = (instance.key, instance.iface.clone());
+        let new = match setup::addresses(
+            &mut self.dataplane,
+            &self.netlink,
+            ic,
+            &iface,
+            own_mac,
+            key,
+        )
+        .await
+        {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(instance = %ic.name, error = %format!("{e:#}"), "new addresses not taken");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .dataplane
+            .set_address_list(key, setup::address_list(&ic.virtual_addresses))
+        {
+            tracing::error!(instance = %ic.name, error = %e, "cannot update the dataplane");
+        }
+        let instance = &self.instances[index];
+        let gone: Vec<&Held> = instance
+            .held
+            .iter()
+            .filter(|h| !new.held.contains(h))
+            .collect();
+        for held in &gone {
+            if !new
+                .held
+                .iter()
+                .any(|n| n.ifindex == held.ifindex && n.vip.address == held.vip.address)
+            {
+                self.dataplane.remove_vip(&VipKey::new(
+                    held.ifindex,
+                    setup::family_of(held.vip.address),
+                    bytes16(held.vip.address),
+                ));
+            }
+        }
+        if instance.election.state() == State::Master {
+            let name = &ic.name;
+            let rules = |from: &[VirtualRule], to: &[VirtualRule]| -> Vec<VirtualRule> {
+                from.iter().filter(|r| !to.contains(r)).cloned().collect()
+            };
+            let old_routes: Vec<&(VirtualRoute, Option<u32>)> = instance
+                .routes
+                .iter()
+                .filter(|r| !new.routes.contains(r))
+                .collect();
+            let rules_gone = rules(&old.virtual_rules, &ic.virtual_rules);
+            install(
+                &self.netlink,
+                name,
+                false,
+                &gone,
+                &rules_gone.iter().collect::<Vec<_>>(),
+                &old_routes,
+            )
+            .await;
+            let came: Vec<&Held> = new
+                .held
+                .iter()
+                .filter(|h| !instance.held.contains(h))
+                .collect();
+            let new_routes: Vec<&(VirtualRoute, Option<u32>)> = new
+                .routes
+                .iter()
+                .filter(|r| !instance.routes.contains(r))
+                .collect();
+            let rules_came = rules(&ic.virtual_rules, &old.virtual_rules);
+            install(
+                &self.netlink,
+                name,
+                true,
+                &came,
+                &rules_came.iter().collect::<Vec<_>>(),
+                &new_routes,
+            )
+            .await;
+        }
+        let gone = gone.len();
+        let instance = &mut self.instances[index];
+        instance.announcers = new.announcers;
+        let came: Vec<usize> = (0..new.held.len())
+            .filter(|&n| !instance.held.contains(&new.held[n]))
+            .collect();
+        instance.held = new.held;
+        instance.routes = new.routes;
+        if instance.election.state() == State::Master {
+            let came: Vec<&Held> = came.iter().map(|&n| &instance.held[n]).collect();
+            instance.announce(&came);
+        }
+        tracing::info!(instance = %ic.name, added = came.len(), removed = gone, "addresses changed in place");
     }
 
     /// Reads the configuration again and applies it; returns what changed.
@@ -68,7 +198,19 @@ impl Daemon {
                 }
             }
         }
-        // Set the new instances up before touching anything, so a failure changes nothing.
+        // Check what can fail before touching anything, so a failure changes nothing: the
+        // interfaces new addresses go on, then the new instances' set-up.
+        for (_, ic) in &retuned {
+            let devs = ic.all_addresses().filter_map(|v| v.dev.as_ref());
+            for dev in devs.chain(ic.virtual_routes.iter().filter_map(|r| r.dev.as_ref())) {
+                if let Err(e) = self.netlink.interface(dev).await {
+                    return Err(e.context(format!(
+                        "vrrp_instance {}: dev {dev}: the running configuration stays",
+                        ic.name
+                    )));
+                }
+            }
+        }
         let mut fresh = Vec::new();
         let mut waiting = Vec::new();
         for (ic, m) in config.instances.iter().zip(&matched) {
@@ -92,7 +234,12 @@ impl Daemon {
                 }
             }
         }
-        // Commit: kept instances first in their new order, then the ones to stop.
+        // Commit: the new notification settings, kept instances first in their new order,
+        // then the ones to stop.
+        if config.scripts != self.scripts {
+            self.notifier = Notifier::new(&config.scripts, &self.router_id);
+            self.scripts = config.scripts.clone();
+        }
         for (i, ic) in &retuned {
             self.retune(*i, ic).await;
         }
@@ -134,10 +281,6 @@ impl Daemon {
         self.config = config.clone();
         if let Some(id) = &config.router_id {
             self.router_id = id.clone();
-        }
-        if config.scripts != self.scripts {
-            self.notifier = Notifier::new(&config.scripts, &self.router_id);
-            self.scripts = config.scripts.clone();
         }
         for i in started {
             self.start(i).await;

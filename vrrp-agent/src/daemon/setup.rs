@@ -105,9 +105,62 @@ pub(super) async fn instance(
             },
         )?;
     }
+    let Addresses {
+        held,
+        routes,
+        announcers,
+    } = addresses(dataplane, netlink, ic, &iface, own_mac, key).await?;
+    let instance = Instance {
+        adverts,
+        held,
+        routes,
+        announcers,
+        config: ic.clone(),
+        iface,
+        key,
+        election,
+        generation: 0,
+        xdp_mode,
+        observe: config.observe,
+        transitions: 0,
+        link_up: true,
+        iface_gone: false,
+        forced_fault: false,
+        deleting: false,
+    };
+    dataplane.set_instance(key, instance.kernel_config())?;
+    dataplane.set_address_list(key, address_list(&ic.virtual_addresses))?;
+    tracing::info!(
+        instance = %ic.name,
+        interface = %instance.iface.name,
+        vrid = ic.vrid,
+        priority = ic.priority,
+        xdp = ?xdp_mode,
+        "instance ready"
+    );
+    Ok(instance)
+}
+
+/// What an instance holds while master, resolved to interfaces.
+pub(super) struct Addresses {
+    pub(super) held: Vec<Held>,
+    pub(super) routes: Vec<(config::VirtualRoute, Option<u32>)>,
+    pub(super) announcers: BTreeMap<u32, Announcer>,
+}
+
+/// Resolves an instance's addresses and routes to interfaces, opens an announcer per
+/// interface and registers every address with the kernel's responder (set up and reload).
+pub(super) async fn addresses(
+    dataplane: &mut Dataplane,
+    netlink: &Netlink,
+    ic: &config::Instance,
+    iface: &Interface,
+    own_mac: [u8; 6],
+    key: InstanceKey,
+) -> Result<Addresses> {
     let mut held = Vec::new();
     let mut announcers = BTreeMap::new();
-    announcers.insert(iface.index, Announcer::open(&iface)?.with_mac(own_mac));
+    announcers.insert(iface.index, Announcer::open(iface)?.with_mac(own_mac));
     for vip in ic.all_addresses() {
         let index = match &vip.dev {
             Some(dev) => {
@@ -154,34 +207,11 @@ pub(super) async fn instance(
         };
         routes.push((route.clone(), index));
     }
-    let instance = Instance {
-        adverts,
+    Ok(Addresses {
         held,
         routes,
         announcers,
-        config: ic.clone(),
-        iface,
-        key,
-        election,
-        generation: 0,
-        xdp_mode,
-        observe: config.observe,
-        transitions: 0,
-        link_up: true,
-        forced_fault: false,
-        deleting: false,
-    };
-    dataplane.set_instance(key, instance.kernel_config())?;
-    dataplane.set_address_list(key, address_list(&ic.virtual_addresses))?;
-    tracing::info!(
-        instance = %ic.name,
-        interface = %instance.iface.name,
-        vrid = ic.vrid,
-        priority = ic.priority,
-        xdp = ?xdp_mode,
-        "instance ready"
-    );
-    Ok(instance)
+    })
 }
 
 /// Whether an instance must wait for its interface to appear (`dynamic_interfaces`, and the
@@ -273,7 +303,7 @@ fn peer_set(config: &Config, ic: &config::Instance) -> u8 {
         .map_or(0, |i| i as u8 + 1)
 }
 
-fn family_of(address: IpAddr) -> u8 {
+pub(super) fn family_of(address: IpAddr) -> u8 {
     match address {
         IpAddr::V4(_) => FAMILY_IPV4,
         IpAddr::V6(_) => FAMILY_IPV6,
@@ -281,7 +311,7 @@ fn family_of(address: IpAddr) -> u8 {
 }
 
 /// The list adverts must carry, as the kernel compares it.
-fn address_list(vips: &[VirtualAddress]) -> AddressList {
+pub(super) fn address_list(vips: &[VirtualAddress]) -> AddressList {
     let mut list = AddressList {
         count: vips.len().min(255) as u8,
         ..AddressList::default()

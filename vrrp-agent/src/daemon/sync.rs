@@ -91,7 +91,16 @@ impl Daemon {
     pub(super) async fn link_change(&mut self, change: LinkChange) {
         for i in 0..self.instances.len() {
             let instance = &mut self.instances[i];
-            if instance.iface.index != change.index || instance.link_up == change.up {
+            if instance.iface.index != change.index {
+                continue;
+            }
+            if change.removed && !instance.iface_gone {
+                instance.iface_gone = true;
+                if !self.config.dynamic_interfaces {
+                    tracing::warn!(instance = %instance.config.name, interface = %instance.iface.name, "interface deleted: the instance stays in FAULT (set dynamic_interfaces to follow an interface that is re-created)");
+                }
+            }
+            if instance.link_up == change.up {
                 continue;
             }
             instance.link_up = change.up;

@@ -378,6 +378,11 @@ impl Dataplane {
             .context("writing the VIP map")
     }
 
+    /// Forgets a VIP (a reload took it from its instance).
+    pub fn remove_vip(&mut self, key: &VipKey) {
+        let _ = self.vips.remove(key);
+    }
+
     /// Registers a `use_vmac` instance's virtual MAC on an interface.
     pub fn set_vmac(&mut self, key: VmacKey, entry: VmacEntry) -> Result<()> {
         self.vmacs

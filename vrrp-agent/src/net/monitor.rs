@@ -22,6 +22,8 @@ pub struct LinkChange {
     pub index: u32,
     /// Administratively up with carrier.
     pub up: bool,
+    /// The interface was deleted (its index will not come back).
+    pub removed: bool,
 }
 
 /// Whether a link message says the link can carry adverts.
@@ -63,12 +65,14 @@ impl LinkMonitor {
                     return Some(LinkChange {
                         index: link.header.index,
                         up: link_is_up(&link),
+                        removed: false,
                     });
                 }
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
                     return Some(LinkChange {
                         index: link.header.index,
                         up: false,
+                        removed: true,
                     });
                 }
                 _ => {}
