@@ -149,6 +149,18 @@ fn config_with(block: &str, line: &str) -> Option<String> {
             "{}vrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n{line}\n}}\n",
             instance("")
         ),
+        "vrrp_script" => format!(
+            "{}vrrp_script chk {{\n    script /bin/true\n{line}\n}}\n",
+            instance("")
+        ),
+        "track_file" => format!(
+            "{}track_file tf {{\n    file /tmp/weight\n{line}\n}}\n",
+            instance("")
+        ),
+        "vrrp_track_process" => format!(
+            "{}vrrp_track_process p {{\n    process nginx\n{line}\n}}\n",
+            instance("")
+        ),
         // Inside blocks that are refused (or warned about) as a whole.
         _ => return None,
     })
@@ -235,11 +247,11 @@ fn refused_keywords_stop_the_daemon_and_warned_ones_let_it_run() {
     };
     let (code, stderr) = run(
         "refuse.conf",
-        config_with("vrrp_instance", "    track_script {\n        chk\n    }").unwrap(),
+        config_with("vrrp_instance", "    track_bfd {\n        bfd1\n    }").unwrap(),
     );
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
-        stderr.contains("refuse.conf:5:5:") && stderr.contains("track_script"),
+        stderr.contains("refuse.conf:5:5:") && stderr.contains("track_bfd"),
         "{stderr}"
     );
     let (code, stderr) = run(

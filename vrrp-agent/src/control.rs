@@ -74,6 +74,9 @@ pub struct Status {
     /// Instances waiting for their interface to appear (`dynamic_interfaces`).
     #[serde(default)]
     pub waiting: Vec<String>,
+    /// The `vrrp_script`s that run, with their counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_scripts: Vec<crate::track::ScriptStatus>,
 }
 
 /// One instance in [`Status`].
@@ -94,6 +97,12 @@ pub struct InstanceStatus {
     pub state: State,
     /// The priority it advertises now.
     pub effective_priority: u8,
+    /// The configured priority, before tracking weights.
+    #[serde(default)]
+    pub base_priority: u8,
+    /// Its tracked scripts, interfaces, files and processes, and what each does now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracking: Vec<crate::track::TrackStatus>,
     /// Local primary address (the advert source).
     pub primary_address: IpAddr,
     /// The master heard since the last state change, if any.
@@ -175,7 +184,33 @@ impl Status {
                 "    xdp {}{vmac}",
                 format!("{:?}", i.xdp_mode).to_lowercase()
             );
+            for t in &i.tracking {
+                let (kind, name) = match &t.what {
+                    crate::config::Tracked::Script(n) => ("script", n),
+                    crate::config::Tracked::Interface(n) => ("interface", n),
+                    crate::config::Tracked::File(n) => ("file", n),
+                    crate::config::Tracked::Process(n) => ("process", n),
+                };
+                let value = t.value.map_or(String::new(), |v| format!(" value {v}"));
+                let _ = writeln!(
+                    out,
+                    "    track {kind} {name}: {}{value} ({})",
+                    if t.up { "up" } else { "down" },
+                    t.effect
+                );
+            }
             render_counters(&mut out, &i.counters);
+        }
+        for s in &status.vrrp_scripts {
+            let _ = writeln!(
+                out,
+                "vrrp_script {}: {} (runs {}, failures {}, timeouts {})",
+                s.name,
+                if s.up { "up" } else { "down" },
+                s.runs,
+                s.failures,
+                s.timeouts
+            );
         }
         out.push_str("dataplane (all interfaces):\n");
         render_counters(&mut out, &status.counters);

@@ -98,10 +98,12 @@ pub enum Input {
     GroupMaster,
     /// A sync-group peer left master for backup: follow it.
     GroupBackup,
-    /// The interface lost carrier or went away (or a sync-group peer entered FAULT).
-    InterfaceDown,
-    /// The interface is usable again.
-    InterfaceUp,
+    /// Something makes the instance unusable: its interface lost carrier or went away, a
+    /// tracked script, interface, file or process failed, an operator held it, or a
+    /// sync-group peer entered FAULT.
+    Fault,
+    /// Whatever held it in FAULT is gone.
+    Recover,
     /// The daemon is stopping.
     Shutdown,
 }
@@ -143,6 +145,11 @@ pub struct Election {
     last_reassert: Option<Nanos>,
     preempt_hold_until: Nanos,
     lower_since: Option<Nanos>,
+    /// The kernel's master-down timer covers this backup: it counted an advert (and armed
+    /// its timer) since the last state change. Until then the agent keeps its own deadline,
+    /// e.g. right after a master steps down: the advert that beat it was counted while it was
+    /// master, and the next ones may not re-arm anything (a priority that rose meanwhile).
+    kernel_timing: bool,
 }
 
 impl Election {
@@ -161,6 +168,7 @@ impl Election {
             last_reassert: None,
             preempt_hold_until: 0,
             lower_since: None,
+            kernel_timing: false,
         }
     }
 
@@ -238,7 +246,7 @@ impl Election {
     /// event instead; before that, the agent's own timer covers a master that never appears.
     pub fn next_wakeup(&self) -> Option<Nanos> {
         let master_down = match (self.state, self.master) {
-            (State::Backup, Some(_)) => None,
+            (State::Backup, Some(_)) if self.kernel_timing => None,
             _ => self.master_down_at,
         };
         [
@@ -273,7 +281,7 @@ impl Election {
                     self.become_backup(now, &mut actions);
                 }
             }
-            Input::InterfaceDown => {
+            Input::Fault => {
                 if self.state == State::Master {
                     // As keepalived: a master leaving for FAULT says so with priority 0, so a
                     // backup takes over after skew time (on a dead link the send just fails).
@@ -285,7 +293,7 @@ impl Election {
                     self.stop_timers();
                 }
             }
-            Input::InterfaceUp => {
+            Input::Recover => {
                 if self.state == State::Fault {
                     self.start(now, &mut actions);
                 }
@@ -318,10 +326,12 @@ impl Election {
                 self.master_adver_interval_cs = advert.interval_cs;
                 self.master_down_at = Some(advert.at + self.master_down_ns());
                 self.master = Some(advert);
+                self.kernel_timing = true;
             }
             Verdict::SkewTimer => {
                 self.master_down_at = Some(advert.at + self.skew_ns());
                 self.master = Some(advert);
+                self.kernel_timing = true;
             }
             Verdict::AdvertiseNow => {
                 actions.push(Action::SendAdvert {
@@ -451,6 +461,7 @@ impl Election {
             self.state = to;
             self.master = None;
             self.lower_since = None;
+            self.kernel_timing = false;
         }
     }
 

@@ -159,6 +159,43 @@ pub fn render(status: &Status) -> String {
         "Adverts discarded, by reason (RFC 8347 names where there is one).",
         &errors,
     );
+    let script = |f: &dyn Fn(&crate::track::ScriptStatus) -> u64| -> Vec<(String, u64)> {
+        status
+            .vrrp_scripts
+            .iter()
+            .map(|s| (format!("script=\"{}\"", escape(&s.name)), f(s)))
+            .collect()
+    };
+    family(
+        "vrrp_script_up",
+        "gauge",
+        "Whether a vrrp_script counts as good (after rise/fall).",
+        &script(&|s| u64::from(s.up)),
+    );
+    family(
+        "vrrp_script_runs_total",
+        "counter",
+        "vrrp_script runs.",
+        &script(&|s| s.runs),
+    );
+    family(
+        "vrrp_script_failures_total",
+        "counter",
+        "vrrp_script runs that failed (timeouts included).",
+        &script(&|s| s.failures),
+    );
+    family(
+        "vrrp_script_timeouts_total",
+        "counter",
+        "vrrp_script runs killed at their timeout.",
+        &script(&|s| s.timeouts),
+    );
+    family(
+        "vrrp_instance_base_priority",
+        "gauge",
+        "The configured priority, before tracking weights.",
+        &per(&|i| u64::from(i.base_priority)),
+    );
     let n = &status.notify;
     for (name, help, value) in [
         (

@@ -10,7 +10,6 @@ mod mail;
 
 use std::{
     collections::HashMap,
-    ffi::CString,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -20,7 +19,10 @@ use std::{
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::config::{Notify, Script, ScriptGlobals};
+use crate::{
+    config::{Notify, Script, ScriptGlobals},
+    exec::{Job, Outcome},
+};
 pub use fifo::Fifo;
 pub use mail::Mailer;
 
@@ -73,13 +75,6 @@ struct Counters {
     scripts_timed_out: AtomicU64,
 }
 
-/// A command ready to run: program, arguments, and the ids it runs as.
-#[derive(Clone, Debug)]
-struct Job {
-    argv: Vec<String>,
-    ids: Option<(u32, u32)>,
-}
-
 /// Runs notify scripts and writes the FIFOs.
 pub struct Notifier {
     fifos: Vec<Fifo>,
@@ -101,10 +96,7 @@ impl Notifier {
             fifos,
             queues: HashMap::new(),
             workers: Vec::new(),
-            default_user: globals.script_user.clone().or_else(|| {
-                // keepalived's default: its own script user when the system has one.
-                user_ids("keepalived_script", None).map(|_| ("keepalived_script".into(), None))
-            }),
+            default_user: crate::exec::default_user(globals.script_user.as_ref()),
             counters: Arc::new(Counters::default()),
             timeout: SCRIPT_TIMEOUT,
             mailer: Mailer::new(globals.mail.clone(), router_id),
@@ -172,20 +164,17 @@ impl Notifier {
             return None;
         }
         argv.extend_from_slice(appended);
-        let user = match &script.user {
-            Some(user) => Some((user.clone(), script.group.clone())),
-            None => self.default_user.clone(),
-        };
-        let ids = match user {
-            Some((user, group)) => match user_ids(&user, group.as_deref()) {
-                Some(ids) => Some(ids),
-                None => {
-                    tracing::error!(script = %argv[0], %user, "notify script not run: no such user or group");
-                    self.counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-            },
-            None => None,
+        let ids = match crate::exec::script_ids(
+            script.user.as_deref(),
+            script.group.as_deref(),
+            self.default_user.as_ref(),
+        ) {
+            Ok(ids) => ids,
+            Err(user) => {
+                tracing::error!(script = %argv[0], %user, "notify script not run: no such user or group");
+                self.counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
         };
         Some(Job { argv, ids })
     }
@@ -226,85 +215,23 @@ async fn run_queue(
 ) {
     while let Some(batch) = rx.recv().await {
         for job in batch {
-            run(&job, &counters, timeout).await;
-        }
-    }
-}
-
-/// Runs one script in its own process group, killing the group if it outlives `timeout`.
-async fn run(job: &Job, counters: &Counters, timeout: Duration) {
-    let mut command = tokio::process::Command::new(&job.argv[0]);
-    command
-        .args(&job.argv[1..])
-        .stdin(std::process::Stdio::null())
-        .process_group(0);
-    if let Some((uid, gid)) = job.ids {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
+            counters.scripts_started.fetch_add(1, Ordering::Relaxed);
+            match crate::exec::run(&job, timeout).await {
+                Outcome::Exited(0) => {
+                    tracing::debug!(script = %job.argv.join(" "), "notify script done");
                 }
-                Ok(())
-            });
-        }
-    }
-    counters.scripts_started.fetch_add(1, Ordering::Relaxed);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(script = %job.argv[0], error = %e, "notify script did not start");
-            return;
-        }
-    };
-    let pgid = child.id();
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => {
-            tracing::debug!(script = %job.argv.join(" "), "notify script done");
-        }
-        Ok(Ok(status)) => {
-            counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(script = %job.argv.join(" "), %status, "notify script failed");
-        }
-        Ok(Err(e)) => {
-            counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(script = %job.argv[0], error = %e, "waiting for a notify script");
-        }
-        Err(_) => {
-            counters.scripts_timed_out.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(script = %job.argv.join(" "), ?timeout, "notify script timed out: killing its process group");
-            if let Some(pgid) = pgid {
-                // SAFETY: kill has no memory preconditions; the group is the script's own.
-                unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+                Outcome::Exited(code) => {
+                    counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(script = %job.argv.join(" "), code, "notify script failed");
+                }
+                Outcome::NotStarted => {
+                    counters.scripts_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::TimedOut => {
+                    counters.scripts_timed_out.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(script = %job.argv.join(" "), ?timeout, "notify script timed out: its process group was killed");
+                }
             }
-            let _ = child.wait().await;
         }
     }
-}
-
-/// The uid and gid of `user` (its primary group unless `group` is given).
-fn user_ids(user: &str, group: Option<&str>) -> Option<(u32, u32)> {
-    let name = CString::new(user).ok()?;
-    // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, valid until the next getpw* call, which this thread does not make.
-    let (uid, mut gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    if let Some(group) = group {
-        let name = CString::new(group).ok()?;
-        // SAFETY: as above, for getgrnam.
-        let gr = unsafe { libc::getgrnam(name.as_ptr()) };
-        if gr.is_null() {
-            return None;
-        }
-        // SAFETY: non-null.
-        gid = unsafe { (*gr).gr_gid };
-    }
-    Some((uid, gid))
 }

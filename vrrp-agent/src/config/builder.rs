@@ -24,6 +24,14 @@ pub(super) struct Builder {
     pub(super) instances: Vec<(Instance, Option<u8>, Option<Location>)>,
     /// Sync groups with where each member name was written.
     pub(super) sync_groups: Vec<(SyncGroup, Vec<Location>)>,
+    /// `vrrp_script` blocks.
+    pub(super) vrrp_scripts: Vec<super::VrrpScript>,
+    /// `track_file` blocks.
+    pub(super) track_files: Vec<super::TrackFile>,
+    /// `vrrp_track_process` blocks.
+    pub(super) track_processes: Vec<super::TrackProcess>,
+    /// Where each `track_*` entry was written, to report unknown names there.
+    pub(super) track_refs: Vec<(super::Tracked, Location)>,
 }
 
 impl Builder {
@@ -37,6 +45,9 @@ impl Builder {
                 }
                 "vrrp_instance" => self.vrrp_instance(s),
                 "vrrp_sync_group" => self.vrrp_sync_group(s),
+                "vrrp_script" => self.vrrp_script(s),
+                "track_file" | "vrrp_track_file" => self.track_file_block(s),
+                "vrrp_track_process" => self.vrrp_track_process(s),
                 _ => self.unknown(s, "top"),
             }
         }
@@ -149,13 +160,20 @@ impl Builder {
         }
         // Scripts run as root need enable_script_security's checks; without it keepalived
         // runs them anyway and says so (`-t` exits 5).
+        let mut sync_groups = self.check_sync_groups(&instances);
+        self.resolve_tracks(&mut instances, &mut sync_groups);
         let scripts: Vec<super::Script> = instances
             .iter()
             .map(|i: &Instance| &i.notify)
-            .chain(self.sync_groups.iter().map(|(g, _)| &g.notify))
-            .flat_map(|n| [&n.master, &n.backup, &n.fault, &n.stop, &n.generic])
+            .chain(sync_groups.iter().map(|g| &g.notify))
+            .flat_map(|n| {
+                [
+                    &n.master, &n.backup, &n.fault, &n.stop, &n.generic, &n.deleted,
+                ]
+            })
             .flatten()
             .cloned()
+            .chain(self.tracked_scripts(&instances))
             .collect();
         let no_script_user = self.scripts.script_user.is_none();
         if self.scripts.script_security {
@@ -167,12 +185,14 @@ impl Builder {
             }
         }
         let unsafe_scripts = !self.scripts.script_security && !scripts.is_empty();
-        let sync_groups = self.check_sync_groups(&instances);
         if self.errors.is_empty() {
             Ok(Config {
                 router_id: self.router_id,
                 instances,
                 sync_groups,
+                vrrp_scripts: self.vrrp_scripts,
+                track_files: self.track_files,
+                track_processes: self.track_processes,
                 scripts: self.scripts,
                 unsafe_scripts,
                 dynamic_interfaces: self.dynamic_interfaces,

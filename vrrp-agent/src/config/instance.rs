@@ -45,7 +45,9 @@ impl Builder {
             use_vmac: false,
             vmac_xmit_base: false,
             notify: Default::default(),
+            tracks: Vec::new(),
         };
+        let mut tracks = Vec::new();
         let mut version = None;
         let mut nopreempt_at = None;
         let mut advert_int_at = None;
@@ -146,6 +148,7 @@ impl Builder {
                     instance.vmac_xmit_base = true;
                 }
                 _ if self.notify_keyword(st, &mut instance.notify) => {}
+                _ if self.track_keyword(st, &mut tracks) => {}
                 _ => self.unknown(st, "vrrp_instance"),
             }
         }
@@ -176,6 +179,10 @@ impl Builder {
                 Diagnostic::new(&at, "`nopreempt` has no effect with `state MASTER`")
                     .hint("use `state BACKUP` on every peer with nopreempt"),
             );
+        }
+        for (track, at) in tracks {
+            self.track_refs.push((track.what.clone(), at));
+            instance.tracks.push(track);
         }
         self.instances.push((instance, version, advert_int_at));
     }

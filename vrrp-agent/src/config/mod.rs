@@ -15,6 +15,7 @@ mod routes;
 mod scripts;
 mod sync_group;
 mod syntax;
+mod tracking;
 mod values;
 
 use std::{
@@ -27,6 +28,7 @@ pub use mail::MailSettings;
 pub use preprocess::Options;
 pub use scripts::{Notify, Script, ScriptGlobals};
 pub use syntax::{Statement, Word};
+pub use tracking::{ParamMatch, Track, TrackFile, TrackProcess, Tracked, VrrpScript};
 
 /// The parsed, validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,12 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// `vrrp_sync_group`s: instances that change state together.
     pub sync_groups: Vec<SyncGroup>,
+    /// `vrrp_script` health checks (run only when something tracks them).
+    pub vrrp_scripts: Vec<VrrpScript>,
+    /// `track_file` blocks.
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_track_process` blocks.
+    pub track_processes: Vec<TrackProcess>,
     /// Script user, script security and the notify FIFOs.
     pub scripts: ScriptGlobals,
     /// Scripts are configured but `enable_script_security` is not (keepalived runs them and
@@ -102,6 +110,10 @@ pub struct SyncGroup {
     pub members: Vec<String>,
     /// Its notify scripts.
     pub notify: Notify,
+    /// Its `track_*` entries (applied to every member).
+    pub tracks: Vec<Track>,
+    /// `sync_group_tracking_weight`: members may use tracking weights.
+    pub tracking_weight: bool,
 }
 
 /// How an instance starts (keepalived's `state`).
@@ -196,6 +208,8 @@ pub struct Instance {
     pub vmac_xmit_base: bool,
     /// Its notify scripts.
     pub notify: Notify,
+    /// What it tracks (its own `track_*` entries and its sync group's), weights resolved.
+    pub tracks: Vec<Track>,
 }
 
 impl Instance {
@@ -229,7 +243,7 @@ impl Instance {
 
     /// Whether `other` is this instance with only settings a running instance can take in
     /// place changed: priority, preemption, `preempt_delay`, `advert_int`, accept mode,
-    /// notifications, and its addresses, routes and rules as long as the family stays (a
+    /// notifications, what it tracks, and its addresses, routes and rules as long as the family stays (a
     /// reload retunes it instead of restarting it, as keepalived patches addresses in place).
     pub fn retunable_to(&self, other: &Instance) -> bool {
         if self.is_ipv6() != other.is_ipv6() {
@@ -246,6 +260,7 @@ impl Instance {
         same.advert_int_cs = self.advert_int_cs;
         same.accept = self.accept;
         same.notify = self.notify.clone();
+        same.tracks = self.tracks.clone();
         self.same_settings(&same)
     }
 

@@ -17,6 +17,8 @@ impl Builder {
         let Some(block) = self.block(s) else { return };
         let mut members = Vec::new();
         let mut notify = super::Notify::default();
+        let mut tracks = Vec::new();
+        let mut tracking_weight = false;
         for st in block {
             match st.keyword.text.as_str() {
                 "group" => {
@@ -34,7 +36,9 @@ impl Builder {
                 }
                 // keepalived 2.2.7 takes notify_deleted per instance only.
                 "notify_deleted" => self.unknown(st, "vrrp_sync_group"),
+                "sync_group_tracking_weight" => tracking_weight = self.flag(st),
                 _ if self.notify_keyword(st, &mut notify) => {}
+                _ if self.track_keyword(st, &mut tracks) => {}
                 _ => self.unknown(st, "vrrp_sync_group"),
             }
         }
@@ -44,6 +48,14 @@ impl Builder {
                 location: s.keyword.location.clone(),
                 members: members.iter().map(|(n, _)| n.clone()).collect(),
                 notify,
+                tracks: tracks
+                    .into_iter()
+                    .map(|(track, at): (super::Track, super::Location)| {
+                        self.track_refs.push((track.what.clone(), at));
+                        track
+                    })
+                    .collect(),
+                tracking_weight,
             },
             members.into_iter().map(|(_, at)| at).collect(),
         ));

@@ -201,9 +201,9 @@ fn lowercase_state_warns_and_nopreempt_under_master_is_cleared() {
 
 #[test]
 fn unknown_top_level_block_is_refused() {
-    let (line, col, msg) = first_error("vrrp_script chk {\n  script true\n}\n");
+    let (line, col, msg) = first_error("bfd_instance b1 {\n  neighbor_ip 10.0.0.2\n}\n");
     assert_eq!((line, col), (1, 1));
-    assert!(msg.contains("vrrp_script"));
+    assert!(msg.contains("bfd_instance"));
 }
 
 #[test]
@@ -273,13 +273,10 @@ fn virtual_address_options_and_excluded_addresses() {
 fn semantics_changing_keywords_are_refused_with_a_reason() {
     let (line, col, msg) = first_error(&GOOD.replace(
         "    priority 200",
-        "    priority 200\n    track_script {\n        chk\n    }",
+        "    priority 200\n    track_bfd {\n        b1\n    }",
     ));
     assert_eq!((line, col), (12, 5));
-    assert!(
-        msg.contains("track_script") && msg.contains("health checks"),
-        "{msg}"
-    );
+    assert!(msg.contains("track_bfd") && msg.contains("BFD"), "{msg}");
     let c = cfg(&GOOD.replace(
         "    priority 200",
         "    priority 200\n    use_vmac vrrp.51\n    no_accept",
@@ -386,4 +383,61 @@ fn virtual_rules_need_a_table() {
     );
     let (_, _, msg) = first_error(&text.replace(" table 100", ""));
     assert!(msg.contains("needs a table"), "{msg}");
+}
+
+#[test]
+fn tracking_weights_resolve_as_keepalived_does() {
+    let scripts = "vrrp_script chk {\n    script \"/bin/true\"\n    weight -20\n    rise 2\n}\n\
+        vrrp_script plain {\n    script /bin/true\n}\n";
+    let text = format!(
+        "{scripts}{}",
+        GOOD.replace(
+            "    priority 200",
+            "    priority 200\n    track_script {\n        chk\n        plain weight 10 reverse\n    }\n    track_interface {\n        eth1 weight -5\n        eth2\n    }",
+        )
+    );
+    let c = cfg(&text).unwrap();
+    let tracks = &c.instances[0].tracks;
+    let got: Vec<(Tracked, Option<i32>, Option<bool>)> = tracks
+        .iter()
+        .map(|t| (t.what.clone(), t.weight, t.reverse))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Tracked::Script("chk".into()), Some(-20), Some(false)),
+            (Tracked::Script("plain".into()), Some(10), Some(true)),
+            (Tracked::Interface("eth1".into()), Some(-5), Some(false)),
+            (Tracked::Interface("eth2".into()), Some(0), Some(false)),
+        ]
+    );
+    assert_eq!(c.vrrp_scripts[0].rise, 2);
+    assert_eq!(
+        c.vrrp_scripts[0].timeout_ms, 1000,
+        "timeout defaults to the interval"
+    );
+    // An address owner keeps 255: its weights become 0 (FAULT on failure), with a warning.
+    let owner = cfg(&text.replace("priority 200", "priority 255")).unwrap();
+    assert!(
+        owner.instances[0]
+            .tracks
+            .iter()
+            .all(|t| t.weight == Some(0))
+    );
+    assert!(
+        owner
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("tracking weights ignored"))
+    );
+}
+
+#[test]
+fn a_tracked_name_must_be_defined() {
+    let (line, col, msg) = first_error(&GOOD.replace(
+        "    priority 200",
+        "    priority 200\n    track_script {\n        chk_nginx\n    }",
+    ));
+    assert_eq!((line, col), (13, 9));
+    assert!(msg.contains("no vrrp_script named `chk_nginx`"), "{msg}");
 }

@@ -27,7 +27,7 @@ impl Daemon {
             InstanceAction::Fault => {
                 self.instances[index].forced_fault = true;
                 if self.instances[index].election.state() != State::Fault {
-                    self.handle(index, Input::InterfaceDown).await;
+                    self.handle(index, Input::Fault).await;
                 }
                 format!("{name} held in FAULT until `resume`")
             }
@@ -42,7 +42,7 @@ impl Daemon {
                 if !instance.link_up {
                     format!("{name} released, but its interface is down: it stays in FAULT")
                 } else {
-                    self.handle(index, Input::InterfaceUp).await;
+                    self.handle(index, Input::Recover).await;
                     format!("{name} released from FAULT")
                 }
             }

@@ -10,6 +10,7 @@ mod notifications;
 mod reload;
 mod setup;
 mod sync;
+mod tracking;
 
 use std::{
     collections::BTreeMap,
@@ -64,6 +65,8 @@ struct Instance {
     observe: bool,
     /// Whether its own interface is up (a sync group can hold it in FAULT regardless).
     link_up: bool,
+    /// A tracked script, interface, file or process holds it in FAULT.
+    tracker_fault: bool,
     /// Its interface was deleted: FAULT until one of that name appears again (with
     /// `dynamic_interfaces`, as keepalived), when the instance is set up on it afresh.
     iface_gone: bool,
@@ -122,6 +125,8 @@ struct Daemon {
     config_options: config::Options,
     /// Where SIGUSR1/SIGUSR2/JSON dumps go.
     dump_dir: PathBuf,
+    /// Tracked scripts, interfaces, files and processes.
+    tracking: crate::track::Tracking,
 }
 
 /// How the daemon runs, from the command line.
@@ -167,6 +172,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     control::serve(&control_socket, control_tx)?;
 
     let groups = setup::groups(&config, &instances);
+    let (tracking, mut tracker_updates) = crate::track::Tracking::new();
     let mut daemon = Daemon {
         router_id: config.router_id.clone().unwrap_or_else(hostname),
         dataplane,
@@ -183,7 +189,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         config_path: options.config_path,
         config_options: options.config_options,
         dump_dir: options.dump_dir,
+        tracking,
     };
+    daemon.tracking.configure(&daemon.config);
+    daemon.refresh_tracked_interfaces().await;
     let mut links = LinkMonitor::open()?;
     for i in 0..daemon.instances.len() {
         daemon.start(i).await;
@@ -213,7 +222,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                     daemon.timer(i).await;
                 }
             }
+            Some(update) = tracker_updates.recv() => daemon.tracker_update(update).await,
             Some(change) = links.next() => {
+                daemon.tracked_link_change(&change).await;
                 daemon.link_change(change).await;
                 daemon.adopt_waiting().await;
             }
@@ -238,6 +249,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         daemon.handle(i, Input::Shutdown).await;
         daemon.forget(i).await;
     }
+    daemon.tracking.stop();
     daemon.dataplane.detach(&daemon.netlink).await;
     daemon.notifier.drain(NOTIFY_DRAIN).await;
     let _ = std::fs::remove_file(&control_socket);
@@ -304,9 +316,10 @@ impl Instance {
         }
     }
 
-    /// Whether it may leave FAULT: its link is up and no operator holds it there.
+    /// Whether it may leave FAULT: its link is up, no tracked item and no operator holds it
+    /// there.
     fn usable(&self) -> bool {
-        self.link_up && !self.forced_fault
+        self.link_up && !self.forced_fault && !self.tracker_fault
     }
 
     fn kernel_config(&self) -> InstanceConfig {
@@ -349,7 +362,7 @@ impl Instance {
         flags
     }
 
-    fn status(&self, dataplane: &Dataplane) -> InstanceStatus {
+    fn status(&self, dataplane: &Dataplane, tracking: &crate::track::Tracking) -> InstanceStatus {
         InstanceStatus {
             name: self.config.name.clone(),
             interface: self.iface.name.clone(),
@@ -364,6 +377,8 @@ impl Instance {
             vrid: self.config.vrid,
             state: self.election.state(),
             effective_priority: self.election.params().priority,
+            base_priority: self.config.priority,
+            tracking: tracking.describe(&self.config.tracks),
             primary_address: self.election.params().primary,
             master: self.election.master().map(|m| MasterStatus {
                 address: m.src,
@@ -475,15 +490,38 @@ impl Daemon {
         }
     }
 
-    /// Starts a set-up instance (FAULT at once when its interface is down).
+    /// Starts a set-up instance with the priority its trackers give it (FAULT at once when its
+    /// interface is down or a tracked item fails).
     async fn start(&mut self, i: usize) {
+        let instance = &self.instances[i];
+        match self.tracked_priority(instance.config.priority, &instance.config.tracks) {
+            None => self.instances[i].tracker_fault = true,
+            Some(priority) => {
+                let instance = &mut self.instances[i];
+                let p = instance.election.params().clone();
+                instance.election.retune(
+                    priority,
+                    p.preempt,
+                    p.preempt_delay_ns,
+                    p.advert_int_cs,
+                    now_ns(),
+                );
+                let kernel = instance.kernel_config();
+                if let Err(e) = self.dataplane.set_instance(instance.key, kernel) {
+                    tracing::error!(instance = %instance.config.name, error = %e, "cannot update the dataplane");
+                }
+            }
+        }
         self.handle(i, Input::Startup).await;
         if !self.instances[i].iface.up {
             tracing::warn!(interface = %self.instances[i].iface.name, "interface is down");
             self.instances[i].link_up = false;
-            self.handle(i, Input::InterfaceDown).await;
-        } else if self.instances[i].forced_fault {
-            self.handle(i, Input::InterfaceDown).await;
+            self.handle(i, Input::Fault).await;
+        } else if !self.instances[i].usable() {
+            if self.instances[i].tracker_fault {
+                tracing::warn!(instance = %self.instances[i].config.name, "a tracked item is down: starting in FAULT");
+            }
+            self.handle(i, Input::Fault).await;
         }
     }
 
@@ -590,11 +628,12 @@ impl Daemon {
             instances: self
                 .instances
                 .iter()
-                .map(|i| i.status(&self.dataplane))
+                .map(|i| i.status(&self.dataplane, &self.tracking))
                 .collect(),
             counters: control::named_counters(self.dataplane.counters()),
             notify: self.notifier.counters(),
             waiting: self.waiting.iter().map(|i| i.name.clone()).collect(),
+            vrrp_scripts: self.tracking.scripts(),
         }
     }
 

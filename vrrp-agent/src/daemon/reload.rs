@@ -28,10 +28,14 @@ impl Daemon {
     async fn retune(&mut self, index: usize, ic: &config::Instance) {
         self.readdress(index, ic).await;
         let old_priority = self.instances[index].election.params().priority;
+        // The new base priority with what its trackers say now (FAULT is applied afterwards).
+        let priority = self
+            .tracked_priority(ic.priority, &ic.tracks)
+            .unwrap_or(old_priority);
         let instance = &mut self.instances[index];
         instance.config = ic.clone();
         let actions = instance.election.retune(
-            ic.priority,
+            priority,
             ic.preempt,
             u64::from(ic.preempt_delay_ms) * 1_000_000,
             ic.advert_int_cs,
@@ -45,7 +49,7 @@ impl Daemon {
         for action in actions {
             self.apply(index, action).await;
         }
-        if ic.priority != old_priority {
+        if priority != old_priority {
             self.notify_priority(index);
         }
     }
@@ -240,6 +244,8 @@ impl Daemon {
             self.notifier = Notifier::new(&config.scripts, &self.router_id);
             self.scripts = config.scripts.clone();
         }
+        self.tracking.configure(&config);
+        self.refresh_tracked_interfaces().await;
         for (i, ic) in &retuned {
             self.retune(*i, ic).await;
         }
@@ -282,8 +288,12 @@ impl Daemon {
         if let Some(id) = &config.router_id {
             self.router_id = id.clone();
         }
-        for i in started {
+        for i in started.iter().copied() {
             self.start(i).await;
+        }
+        // Kept instances may track other things now, or the same things differently.
+        for i in (0..self.instances.len()).filter(|i| !started.contains(i)) {
+            self.reevaluate(i).await;
         }
         Ok(format!(
             "configuration reloaded: {kept} instance(s) kept as they were, {} retuned in place, {} started, {removed} stopped",

@@ -125,6 +125,7 @@ pub(super) async fn instance(
         transitions: 0,
         link_up: true,
         iface_gone: false,
+        tracker_fault: false,
         forced_fault: false,
         deleting: false,
     };

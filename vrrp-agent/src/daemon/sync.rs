@@ -31,8 +31,8 @@ impl Daemon {
         let follow = match (from, to) {
             (_, State::Master) => Some(Input::GroupMaster),
             (State::Master, State::Backup) => Some(Input::GroupBackup),
-            (_, State::Fault) => Some(Input::InterfaceDown),
-            (State::Fault, State::Backup) => Some(Input::InterfaceUp),
+            (_, State::Fault) => Some(Input::Fault),
+            (State::Fault, State::Backup) => Some(Input::Recover),
             _ => None,
         };
         let Some(follow) = follow else { return };
@@ -43,7 +43,7 @@ impl Daemon {
         );
         for &member in group.iter().filter(|m| **m != index) {
             // A member whose own link is down stays in FAULT.
-            if follow == Input::InterfaceUp && !self.instances[member].usable() {
+            if follow == Input::Recover && !self.instances[member].usable() {
                 continue;
             }
             self.step(member, follow).await;
@@ -112,15 +112,15 @@ impl Daemon {
                     // member's link is up.
                     continue;
                 }
-                self.handle(i, Input::InterfaceUp).await;
+                self.handle(i, Input::Recover).await;
             } else {
                 tracing::warn!(interface = %name, "interface down");
-                self.handle(i, Input::InterfaceDown).await;
+                self.handle(i, Input::Fault).await;
             }
         }
     }
 
-    fn group_link_down(&self, index: usize) -> bool {
+    pub(super) fn group_link_down(&self, index: usize) -> bool {
         self.group_of(index).is_some_and(|group| {
             group
                 .iter()
