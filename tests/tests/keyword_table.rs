@@ -177,6 +177,11 @@ fn each_rows_policy_is_what_the_checker_does() {
             }
             _ => format!("    {} 1", k.keyword),
         };
+        if k.block == "virtual_server" {
+            check_virtual_server_row(k.keyword, k.policy);
+            checked += 1;
+            continue;
+        }
         let Some(text) = config_with(k.block, &line) else {
             // Reached only through their block, whose own row decides.
             let parent = keywords::lookup("top", k.block).map(|p| p.policy);
@@ -226,6 +231,86 @@ fn each_rows_policy_is_what_the_checker_does() {
         checked += 1;
     }
     assert!(checked > 200, "only {checked} rows were checked");
+}
+
+/// virtual_server's keywords live at several levels (virtual server, real server, checker,
+/// url): a row holds if its policy shows where keepalived takes the keyword.
+fn check_virtual_server_row(keyword: &str, policy: Policy) {
+    // The man page's `flag-1`, `sh-port`, `mh-port` families are filed by their stem.
+    let keyword = match keyword {
+        "flag" => "flag-1",
+        "sh" => "sh-port",
+        "mh" => "mh-port",
+        k => k,
+    };
+    let line = match keyword {
+        "real_server" => "real_server 10.0.0.6 80 {\n}".to_string(),
+        "url" => "url {\n    path /\n}".to_string(),
+        k if k.ends_with("_GET") => format!("{k} {{\n    url {{\n        path /\n    }}\n}}"),
+        "MISC_CHECK" => "MISC_CHECK {\n    misc_path /bin/true\n}".to_string(),
+        k if k.ends_with("_CHECK") => format!("{k} {{\n}}"),
+        k => format!("{k} 1"),
+    };
+    let places = [
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n{line}\n    real_server 10.0.0.5 80 {{\n    }}\n}}\n"
+        ),
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n    real_server 10.0.0.5 80 {{\n{line}\n    }}\n}}\n"
+        ),
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n    real_server 10.0.0.5 80 {{\n        TCP_CHECK {{\n{line}\n        }}\n    }}\n}}\n"
+        ),
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n    real_server 10.0.0.5 80 {{\n        HTTP_GET {{\n            url {{\n{line}\n            }}\n        }}\n    }}\n}}\n"
+        ),
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n    real_server 10.0.0.5 80 {{\n        SSL_GET {{\n            url {{\n                path /\n            }}\n{line}\n        }}\n    }}\n}}\n"
+        ),
+        {
+            let checker = checker_for(keyword);
+            let misc = if checker == "MISC" {
+                "            misc_path /bin/true\n"
+            } else {
+                ""
+            };
+            format!(
+                "virtual_server 10.0.0.100 80 {{\n    real_server 10.0.0.5 80 {{\n        {checker}_CHECK {{\n{misc}{line}\n        }}\n    }}\n}}\n"
+            )
+        },
+    ];
+    let outcomes: Vec<(Vec<config::Diagnostic>, Vec<config::Diagnostic>)> = places
+        .iter()
+        .map(|text| match config::parse(Path::new("k.conf"), text) {
+            Ok(c) => (Vec::new(), c.warnings),
+            Err(d) => (d.0, Vec::new()),
+        })
+        .collect();
+    let said = |list: &[config::Diagnostic], what: &str| {
+        list.iter()
+            .any(|d| d.message.contains(&format!("`{keyword}` {what}")))
+    };
+    let holds = outcomes.iter().any(|(errors, warnings)| match policy {
+        Policy::Refuse(_) => said(errors, "is not supported"),
+        Policy::Warn(_) => errors.is_empty() && said(warnings, "has no effect"),
+        Policy::Implemented => !errors.iter().any(|d| {
+            d.message.contains("unknown or unsupported") || d.message.contains("not supported")
+        }),
+    });
+    assert!(
+        holds,
+        "virtual_server {keyword}: no placement shows {policy:?}: {outcomes:?}"
+    );
+}
+
+/// The checker type whose block takes `keyword`.
+fn checker_for(keyword: &str) -> &'static str {
+    match keyword {
+        "helo_name" => "SMTP",
+        "type" | "name" => "DNS",
+        "payload" | "require_reply" => "UDP",
+        _ => "MISC",
+    }
 }
 
 #[test]

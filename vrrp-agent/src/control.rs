@@ -77,6 +77,9 @@ pub struct Status {
     /// The `vrrp_script`s that run, with their counters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_scripts: Vec<crate::track::ScriptStatus>,
+    /// Virtual servers: their real servers' health and the quorum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_servers: Vec<crate::checker::VirtualServerStatus>,
 }
 
 /// One instance in [`Status`].
@@ -211,6 +214,44 @@ impl Status {
                 s.failures,
                 s.timeouts
             );
+        }
+        for vs in &status.virtual_servers {
+            let _ = writeln!(
+                out,
+                "virtual_server {}: live weight {}, quorum {}{}",
+                vs.service,
+                vs.live_weight,
+                if vs.quorum_up { "up" } else { "down" },
+                if vs.sorry_server_active {
+                    ", sorry server in use"
+                } else {
+                    ""
+                }
+            );
+            for rs in &vs.real_servers {
+                let _ = writeln!(
+                    out,
+                    "    real_server {:<22} {:<4} weight {}",
+                    rs.server,
+                    if rs.up { "UP" } else { "DOWN" },
+                    rs.weight
+                );
+                for c in &rs.checkers {
+                    let why = c
+                        .last_failure
+                        .as_ref()
+                        .filter(|_| !c.up)
+                        .map_or(String::new(), |w| format!(": {w}"));
+                    let _ = writeln!(
+                        out,
+                        "        {} {} ({} attempts, {} failed){why}",
+                        c.check,
+                        if c.up { "up" } else { "down" },
+                        c.attempts,
+                        c.failures
+                    );
+                }
+            }
         }
         out.push_str("dataplane (all interfaces):\n");
         render_counters(&mut out, &status.counters);

@@ -4,6 +4,7 @@
 //! its status types and its configuration parser.
 #![deny(missing_docs)]
 
+pub mod checker;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -190,6 +190,66 @@ pub fn render(status: &Status) -> String {
         "vrrp_script runs killed at their timeout.",
         &script(&|s| s.timeouts),
     );
+    let mut rs_up = Vec::new();
+    let mut rs_weight = Vec::new();
+    let mut checks = Vec::new();
+    let mut failed = Vec::new();
+    for vs in &status.virtual_servers {
+        for rs in &vs.real_servers {
+            let labels = format!(
+                "virtual_server=\"{}\",real_server=\"{}\"",
+                escape(&vs.service),
+                escape(&rs.server)
+            );
+            rs_up.push((labels.clone(), u64::from(rs.up)));
+            rs_weight.push((labels.clone(), u64::from(rs.weight)));
+            for c in &rs.checkers {
+                let labels = format!("{labels},check=\"{}\"", escape(&c.check));
+                checks.push((labels.clone(), c.attempts));
+                failed.push((labels, c.failures));
+            }
+        }
+    }
+    family(
+        "lvs_real_server_up",
+        "gauge",
+        "Whether every checker of a real server passes.",
+        &rs_up,
+    );
+    family(
+        "lvs_real_server_weight",
+        "gauge",
+        "A real server's weight in its pool now (0 while down).",
+        &rs_weight,
+    );
+    family(
+        "lvs_checks_total",
+        "counter",
+        "Health-check attempts.",
+        &checks,
+    );
+    family(
+        "lvs_check_failures_total",
+        "counter",
+        "Failed health-check attempts.",
+        &failed,
+    );
+    let quorum: Vec<(String, u64)> = status
+        .virtual_servers
+        .iter()
+        .map(|vs| {
+            (
+                format!("virtual_server=\"{}\"", escape(&vs.service)),
+                u64::from(vs.quorum_up),
+            )
+        })
+        .collect();
+    family(
+        "lvs_virtual_server_quorum_up",
+        "gauge",
+        "Whether a virtual server's live weight meets its quorum.",
+        &quorum,
+    );
     family(
         "vrrp_instance_base_priority",
         "gauge",

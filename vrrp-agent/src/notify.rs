@@ -36,6 +36,8 @@ pub enum Subject {
     Instance,
     /// A `vrrp_sync_group` (notified with priority 0).
     Group,
+    /// A real or virtual server (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`).
+    Server,
 }
 
 impl Subject {
@@ -43,6 +45,7 @@ impl Subject {
         match self {
             Self::Instance => "INSTANCE",
             Self::Group => "GROUP",
+            Self::Server => "SERVER",
         }
     }
 }
@@ -132,6 +135,18 @@ impl Notifier {
             let appended = [subject.word(), name, state, &priority.to_string()].map(String::from);
             jobs.extend(self.job(script, &appended));
         }
+        self.enqueue(subject, name, jobs);
+    }
+
+    /// Runs a checker's script (`notify_up`, `quorum_down`, ...) on the queue of `server`, so
+    /// one server's scripts run in the order its changes happened.
+    pub fn run_script(&mut self, server: &str, script: &Script) {
+        let jobs: Vec<Job> = self.job(script, &[]).into_iter().collect();
+        self.enqueue(Subject::Server, server, jobs);
+    }
+
+    /// Queues jobs on the worker of (subject, name), starting it if needed.
+    fn enqueue(&mut self, subject: Subject, name: &str, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }

@@ -30,6 +30,10 @@ pub(super) struct Builder {
     pub(super) track_files: Vec<super::TrackFile>,
     /// `vrrp_track_process` blocks.
     pub(super) track_processes: Vec<super::TrackProcess>,
+    /// `virtual_server` blocks.
+    pub(super) virtual_servers: Vec<super::VirtualServer>,
+    /// Every `MISC_CHECK` script (for the script security checks).
+    pub(super) misc_scripts: Vec<super::Script>,
     /// Where each `track_*` entry was written, to report unknown names there.
     pub(super) track_refs: Vec<(super::Tracked, Location)>,
 }
@@ -48,6 +52,9 @@ impl Builder {
                 "vrrp_script" => self.vrrp_script(s),
                 "track_file" | "vrrp_track_file" => self.track_file_block(s),
                 "vrrp_track_process" => self.vrrp_track_process(s),
+                "virtual_server" => self.virtual_server(s),
+                // The man page files SSL's keywords with virtual_server's.
+                "SSL" => self.unknown(s, "virtual_server"),
                 _ => self.unknown(s, "top"),
             }
         }
@@ -174,6 +181,17 @@ impl Builder {
             .flatten()
             .cloned()
             .chain(self.tracked_scripts(&instances))
+            .chain(self.misc_scripts.iter().cloned())
+            .chain(self.virtual_servers.iter().flat_map(|vs| {
+                let rs = vs
+                    .real_servers
+                    .iter()
+                    .flat_map(|r| [r.notify_up.clone(), r.notify_down.clone()]);
+                [vs.quorum_up.clone(), vs.quorum_down.clone()]
+                    .into_iter()
+                    .chain(rs)
+                    .flatten()
+            }))
             .collect();
         let no_script_user = self.scripts.script_user.is_none();
         if self.scripts.script_security {
@@ -193,6 +211,7 @@ impl Builder {
                 vrrp_scripts: self.vrrp_scripts,
                 track_files: self.track_files,
                 track_processes: self.track_processes,
+                virtual_servers: self.virtual_servers,
                 scripts: self.scripts,
                 unsafe_scripts,
                 dynamic_interfaces: self.dynamic_interfaces,

@@ -17,6 +17,7 @@ mod sync_group;
 mod syntax;
 mod tracking;
 mod values;
+mod virtual_server;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -29,6 +30,7 @@ pub use preprocess::Options;
 pub use scripts::{Notify, Script, ScriptGlobals};
 pub use syntax::{Statement, Word};
 pub use tracking::{ParamMatch, Track, TrackFile, TrackProcess, Tracked, VrrpScript};
+pub use virtual_server::{CheckKind, Checker, Protocol, RealServer, Url, VirtualServer};
 
 /// The parsed, validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct Config {
     pub track_files: Vec<TrackFile>,
     /// `vrrp_track_process` blocks.
     pub track_processes: Vec<TrackProcess>,
+    /// `virtual_server` blocks: real servers and their health checks.
+    pub virtual_servers: Vec<VirtualServer>,
     /// Script user, script security and the notify FIFOs.
     pub scripts: ScriptGlobals,
     /// Scripts are configured but `enable_script_security` is not (keepalived runs them and

@@ -127,6 +127,10 @@ struct Daemon {
     dump_dir: PathBuf,
     /// Tracked scripts, interfaces, files and processes.
     tracking: crate::track::Tracking,
+    /// Real-server health checks.
+    checkers: crate::checker::Checkers,
+    /// Where the checkers report (kept for the set a reload starts).
+    verdicts: mpsc::UnboundedSender<crate::checker::Verdict>,
 }
 
 /// How the daemon runs, from the command line.
@@ -173,15 +177,22 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
 
     let groups = setup::groups(&config, &instances);
     let (tracking, mut tracker_updates) = crate::track::Tracking::new();
+    let (verdicts, mut verdict_rx) = mpsc::unbounded_channel();
+    let checkers = crate::checker::Checkers::start(
+        &config.virtual_servers,
+        crate::exec::default_user(config.scripts.script_user.as_ref()),
+        &verdicts,
+        0,
+    );
     let mut daemon = Daemon {
-        router_id: config.router_id.clone().unwrap_or_else(hostname),
+        router_id: config.router_id.clone().unwrap_or_else(host_name),
         dataplane,
         netlink,
         instances,
         groups,
         notifier: Notifier::new(
             &config.scripts,
-            config.router_id.as_deref().unwrap_or(&hostname()),
+            config.router_id.as_deref().unwrap_or(&host_name()),
         ),
         scripts: config.scripts.clone(),
         waiting,
@@ -190,6 +201,8 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         config_options: options.config_options,
         dump_dir: options.dump_dir,
         tracking,
+        checkers,
+        verdicts,
     };
     daemon.tracking.configure(&daemon.config);
     daemon.refresh_tracked_interfaces().await;
@@ -223,6 +236,11 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                 }
             }
             Some(update) = tracker_updates.recv() => daemon.tracker_update(update).await,
+            Some(verdict) = verdict_rx.recv() => {
+                for n in daemon.checkers.update(verdict) {
+                    daemon.notifier.run_script(&n.queue, &n.script);
+                }
+            }
             Some(change) = links.next() => {
                 daemon.tracked_link_change(&change).await;
                 daemon.link_change(change).await;
@@ -250,6 +268,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         daemon.forget(i).await;
     }
     daemon.tracking.stop();
+    for n in daemon.checkers.shutdown() {
+        daemon.notifier.run_script(&n.queue, &n.script);
+    }
     daemon.dataplane.detach(&daemon.netlink).await;
     daemon.notifier.drain(NOTIFY_DRAIN).await;
     let _ = std::fs::remove_file(&control_socket);
@@ -634,6 +655,7 @@ impl Daemon {
             notify: self.notifier.counters(),
             waiting: self.waiting.iter().map(|i| i.name.clone()).collect(),
             vrrp_scripts: self.tracking.scripts(),
+            virtual_servers: self.checkers.status(),
         }
     }
 
@@ -677,7 +699,8 @@ fn log_list_oddities(name: &str, seen: &vrrp_common::AdvertSeen, key: &InstanceK
     }
 }
 
-fn hostname() -> String {
+/// The host name (keepalived's default router_id and SMTP HELO name).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "vrrp-agent".into())

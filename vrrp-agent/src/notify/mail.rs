@@ -57,6 +57,8 @@ impl Mailer {
         let what = match subject {
             Subject::Instance => "Instance",
             Subject::Group => "Group",
+            // Checker alerts are not mailed (smtp_alert in virtual_server is warned about).
+            Subject::Server => return,
         };
         let title = format!(
             "[{}] VRRP {what} {name} - Entering {state} state",
@@ -66,7 +68,9 @@ impl Mailer {
             (Subject::Instance, "MASTER") => "=> VRRP Instance is now owning VRRP VIPs <=",
             (Subject::Instance, "BACKUP") => "=> VRRP Instance is nolonger owning VRRP VIPs <=",
             (Subject::Instance, _) => "=> VRRP Instance is in FAULT state <=",
-            (Subject::Group, _) => "=> All VRRP group instances are now in the same state <=",
+            (Subject::Group | Subject::Server, _) => {
+                "=> All VRRP group instances are now in the same state <="
+            }
         };
         let Some((server, port)) = self.settings.server.clone() else {
             return;
