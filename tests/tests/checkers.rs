@@ -112,8 +112,12 @@ fn tls_config() -> Arc<rustls::ServerConfig> {
     )
 }
 
-/// A DNS responder: mode 0 answers with one A record, 1 with SERVFAIL.
-fn dns_service(ns: &str, port: u16) -> Knob {
+/// Answers UDP datagrams on `port` in `ns` with `answer(mode, query)`.
+fn udp_service(
+    ns: &str,
+    port: u16,
+    answer: impl Fn(u8, &[u8]) -> Vec<u8> + Send + 'static,
+) -> Knob {
     let socket =
         vrrp_lab::netns::run_in(ns, move || UdpSocket::bind(("0.0.0.0", port)).unwrap()).unwrap();
     socket
@@ -128,47 +132,24 @@ fn dns_service(ns: &str, port: u16) -> Knob {
                 continue;
             };
             k.hits.fetch_add(1, Ordering::SeqCst);
-            let query = &buf[..n];
-            let mut reply = query[..2].to_vec();
-            if k.mode.load(Ordering::SeqCst) == 0 {
-                reply.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
-                reply.extend_from_slice(&query[12..]);
-                reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 9]);
-            } else {
-                reply.extend_from_slice(&[0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0]);
-                reply.extend_from_slice(&query[12..]);
-            }
-            let _ = socket.send_to(&reply, from);
+            let _ = socket.send_to(&answer(k.mode.load(Ordering::SeqCst), &buf[..n]), from);
         }
     });
     knob
 }
 
-/// A UDP echo: mode 0 echoes, 1 answers with other bytes.
-fn udp_echo(ns: &str, port: u16) -> Knob {
-    let socket =
-        vrrp_lab::netns::run_in(ns, move || UdpSocket::bind(("0.0.0.0", port)).unwrap()).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let knob = Knob::default();
-    let k = knob.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while !k.stop.load(Ordering::SeqCst) {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            k.hits.fetch_add(1, Ordering::SeqCst);
-            let reply = if k.mode.load(Ordering::SeqCst) == 0 {
-                buf[..n].to_vec()
-            } else {
-                vec![0xff; n]
-            };
-            let _ = socket.send_to(&reply, from);
-        }
-    });
-    knob
+/// A DNS answer: mode 0 one A record, 1 SERVFAIL.
+fn dns_answer(mode: u8, query: &[u8]) -> Vec<u8> {
+    let mut reply = query[..2].to_vec();
+    if mode == 0 {
+        reply.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+        reply.extend_from_slice(&query[12..]);
+        reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 9]);
+    } else {
+        reply.extend_from_slice(&[0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0]);
+        reply.extend_from_slice(&query[12..]);
+    }
+    reply
 }
 
 /// A real server's state in `status`, by "IP:PORT".
@@ -241,8 +222,15 @@ fn every_checker_goes_down_with_its_service_and_up_again() {
             let _ = s.write_all(b"221 bye\r\n");
         }
     });
-    let dns = dns_service(&ns, 5353);
-    let udp = udp_echo(&ns, 7007);
+    let dns = udp_service(&ns, 5353, dns_answer);
+    // An echo; broken, it answers with other bytes.
+    let udp = udp_service(&ns, 7007, |mode, query| {
+        if mode == 0 {
+            query.to_vec()
+        } else {
+            vec![0xff; query.len()]
+        }
+    });
     let flag = lab.dir.join("misc-broken");
     let misc = lab.dir.join("misc.sh");
     std::fs::write(&misc, format!("#!/bin/sh\ntest ! -e {}\n", flag.display())).unwrap();

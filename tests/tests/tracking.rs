@@ -47,22 +47,34 @@ fn effective_priority(agent: &Agent) -> Option<u8> {
     Some(agent.status().ok()?.instances.first()?.effective_priority)
 }
 
+/// r1 at `priority` tracking `chk` (failing while the returned flag file exists) with
+/// `weight`, `extra` lines in its instance, elected master.
+fn checked_master(
+    lab: &Lab,
+    priority: u8,
+    weight: i32,
+    extra: &str,
+) -> (Agent, std::path::PathBuf) {
+    let flag = lab.dir.join("broken");
+    let check = flag_check(&lab.dir, "chk.sh", &flag);
+    let tracks = format!("{extra}    track_script {{\n        chk\n    }}\n");
+    let r1 = lab
+        .spawn_agent(
+            lab.router(0),
+            &tracking_config(priority, &tracks, &script_block(&check, weight, "")),
+        )
+        .unwrap();
+    assert!(wait_state(&r1, State::Master, 5 * SEC), "{}", r1.log_text());
+    (r1, flag)
+}
+
 #[test]
 fn a_failing_script_with_a_negative_weight_hands_over_and_takes_back() {
     if !require_root("a_failing_script_with_a_negative_weight_hands_over_and_takes_back") {
         return;
     }
     let lab = Lab::new("trkneg", 2).expect("lab");
-    let flag = lab.dir.join("r1-broken");
-    let check = flag_check(&lab.dir, "chk.sh", &flag);
-    let tracks = "    track_script {\n        chk\n    }\n";
-    let r1 = lab
-        .spawn_agent(
-            lab.router(0),
-            &tracking_config(100, tracks, &script_block(&check, -60, "")),
-        )
-        .unwrap();
-    assert!(wait_state(&r1, State::Master, 5 * SEC), "{}", r1.log_text());
+    let (r1, flag) = checked_master(&lab, 100, -60, "");
     let r2 = lab
         .spawn_agent(lab.router(1), &Spec::v3(80, "0.1").config())
         .unwrap();
@@ -109,19 +121,10 @@ fn weight_zero_faults_the_master_which_hands_over_with_priority_zero() {
         return;
     }
     let lab = Lab::new("trkzero", 2).expect("lab");
-    let flag = lab.dir.join("broken");
-    let check = flag_check(&lab.dir, "chk.sh", &flag);
-    let tracks = "    track_script {\n        chk\n    }\n";
-    let (r1, r2) = (
-        lab.spawn_agent(
-            lab.router(0),
-            &tracking_config(200, tracks, &script_block(&check, 0, "")),
-        )
-        .unwrap(),
-        lab.spawn_agent(lab.router(1), &Spec::v3(100, "0.1").config())
-            .unwrap(),
-    );
-    assert!(wait_state(&r1, State::Master, 5 * SEC), "{}", r1.log_text());
+    let (r1, flag) = checked_master(&lab, 200, 0, "");
+    let r2 = lab
+        .spawn_agent(lab.router(1), &Spec::v3(100, "0.1").config())
+        .unwrap();
     assert!(
         r2.wait_backup_of(Some(lab.router(0).addr.into()), 3 * SEC)
             .is_some()
@@ -154,16 +157,7 @@ fn with_nopreempt_a_lowered_master_keeps_the_vip() {
         return;
     }
     let lab = Lab::new("trknopre", 2).expect("lab");
-    let flag = lab.dir.join("broken");
-    let check = flag_check(&lab.dir, "chk.sh", &flag);
-    let tracks = "    nopreempt\n    track_script {\n        chk\n    }\n";
-    let r1 = lab
-        .spawn_agent(
-            lab.router(0),
-            &tracking_config(100, tracks, &script_block(&check, -60, "")),
-        )
-        .unwrap();
-    assert!(wait_state(&r1, State::Master, 5 * SEC), "{}", r1.log_text());
+    let (r1, flag) = checked_master(&lab, 100, -60, "    nopreempt\n");
     let mut spec = Spec::v3(80, "0.1");
     spec.extra = "    nopreempt\n".into();
     let r2 = lab.spawn_agent(lab.router(1), &spec.config()).unwrap();

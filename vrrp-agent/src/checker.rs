@@ -451,3 +451,118 @@ fn service(vs: &VirtualServer) -> String {
     )
     .to_uppercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Protocol, RealServer};
+
+    fn real_server(last: u8, weight: u32) -> RealServer {
+        let address = std::net::IpAddr::from([192, 0, 2, last]);
+        RealServer {
+            address,
+            port: 80,
+            weight,
+            inhibit_on_failure: false,
+            method: None,
+            notify_up: None,
+            notify_down: Some(script(&format!("down {last}"))),
+            thresholds: (None, None),
+            checkers: vec![Checker {
+                kind: CheckKind::Tcp,
+                connect_ip: address,
+                connect_port: 80,
+                bindto: None,
+                bind_port: None,
+                bind_if: None,
+                fwmark: None,
+                connect_timeout_ms: 1000,
+                retry: 0,
+                delay_before_retry_ms: 1000,
+                // Never probes during the test: verdicts are fed by hand.
+                warmup_ms: u32::MAX,
+                delay_loop_ms: 1000,
+                alpha: false,
+                log_all_failures: false,
+            }],
+        }
+    }
+
+    fn script(command: &str) -> Script {
+        Script::new(command)
+    }
+
+    fn verdict(rs: usize, up: bool) -> Verdict {
+        Verdict {
+            generation: 0,
+            vs: 0,
+            rs,
+            checker: 0,
+            probe: if up {
+                Probe::Up(None)
+            } else {
+                Probe::Down("refused".into())
+            },
+        }
+    }
+
+    #[test]
+    fn quorum_with_hysteresis_and_notifications() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let vs = VirtualServer {
+                address: std::net::IpAddr::from([192, 0, 2, 100]),
+                port: 80,
+                protocol: Protocol::Tcp,
+                scheduler: "rr".into(),
+                method: "DR".into(),
+                flags: Vec::new(),
+                persistence_timeout: None,
+                persistence_granularity: None,
+                quorum: 4,
+                hysteresis: 1,
+                quorum_up: Some(script("quorum up")),
+                quorum_down: Some(script("quorum down")),
+                omega: true,
+                sorry_server: Some((std::net::IpAddr::from([192, 0, 2, 200]), 80)),
+                sorry_server_inhibit: false,
+                real_servers: vec![real_server(1, 2), real_server(2, 2), real_server(3, 1)],
+            };
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let mut checkers = Checkers::start(&[vs], None, &tx, 0);
+            let status = &checkers.status()[0];
+            assert!(status.quorum_up && !status.sorry_server_active);
+            assert_eq!(status.live_weight, 5);
+            // 5 -> 3: within the hysteresis (4 - 1), the quorum holds.
+            let scripts = checkers.update(verdict(0, false));
+            assert_eq!(scripts.len(), 1, "notify_down only: {scripts:?}");
+            assert_eq!(scripts[0].script.command, "down 1");
+            assert!(checkers.status()[0].quorum_up);
+            // 3 -> 1: lost; the sorry server stands in.
+            let scripts = checkers.update(verdict(1, false));
+            assert_eq!(scripts.last().unwrap().script.command, "quorum down");
+            assert!(checkers.status()[0].sorry_server_active);
+            // 1 -> 3: not yet 4 + 1.
+            assert!(checkers.update(verdict(0, true)).is_empty());
+            assert!(!checkers.status()[0].quorum_up);
+            // 3 -> 5: gained.
+            let scripts = checkers.update(verdict(1, true));
+            assert_eq!(scripts.last().unwrap().script.command, "quorum up");
+            // A stale verdict from an older set of checkers changes nothing.
+            let mut stale = verdict(2, false);
+            stale.generation = 7;
+            assert!(checkers.update(stale).is_empty());
+            assert!(checkers.status()[0].real_servers[2].up);
+            // omega: every live server's notify_down, then quorum_down.
+            let at_exit: Vec<String> = checkers
+                .shutdown()
+                .into_iter()
+                .map(|n| n.script.command)
+                .collect();
+            assert_eq!(at_exit, ["down 1", "down 2", "down 3", "quorum down"]);
+        });
+    }
+}

@@ -25,6 +25,16 @@ fn nowhere() -> Option<Location> {
 }
 
 impl Script {
+    /// A command line with no user or group of its own, configured nowhere in particular.
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            user: None,
+            group: None,
+            location: None,
+        }
+    }
+
     /// The program and arguments: split on unquoted whitespace; single or double quotes keep
     /// spaces (keepalived.conf(5), "Quoted strings").
     pub fn argv(&self) -> Vec<String> {
@@ -260,12 +270,7 @@ mod tests {
     use super::*;
 
     fn script(command: &str) -> Script {
-        Script {
-            command: command.into(),
-            user: None,
-            group: None,
-            location: None,
-        }
+        Script::new(command)
     }
 
     #[test]

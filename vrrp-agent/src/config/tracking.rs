@@ -88,6 +88,25 @@ pub struct TrackProcess {
     pub full_command: bool,
 }
 
+impl TrackProcess {
+    /// keepalived's defaults for a tracked process: weight 1, a quorum of one, no delays.
+    pub fn new(name: impl Into<String>, process: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            process: process.into(),
+            params: Vec::new(),
+            param_match: None,
+            weight: 1,
+            reverse: false,
+            quorum: 1,
+            quorum_max: u32::MAX,
+            fork_delay_ms: 0,
+            terminate_delay_ms: 0,
+            full_command: false,
+        }
+    }
+}
+
 /// What a `track_*` entry refers to.
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -126,12 +145,7 @@ impl Builder {
         let mut user = None;
         let mut v = VrrpScript {
             name,
-            script: Script {
-                command: String::new(),
-                user: None,
-                group: None,
-                location: None,
-            },
+            script: Script::new(""),
             interval_ms: 1000,
             timeout_ms: 0,
             weight: 0,
@@ -250,19 +264,7 @@ impl Builder {
             return;
         };
         let Some(block) = self.block(s) else { return };
-        let mut p = TrackProcess {
-            name,
-            process: String::new(),
-            params: Vec::new(),
-            param_match: None,
-            weight: 1,
-            reverse: false,
-            quorum: 1,
-            quorum_max: u32::MAX,
-            fork_delay_ms: 0,
-            terminate_delay_ms: 0,
-            full_command: false,
-        };
+        let mut p = TrackProcess::new(name, "");
         for st in block {
             match st.keyword.text.as_str() {
                 "process" => match st.args.split_first() {

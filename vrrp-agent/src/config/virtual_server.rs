@@ -456,12 +456,7 @@ impl Builder {
                 name: ".".into(),
             },
             "MISC_CHECK" => CheckKind::Misc {
-                script: Script {
-                    command: String::new(),
-                    user: None,
-                    group: None,
-                    location: None,
-                },
+                script: Script::new(""),
                 timeout_ms: 0,
                 dynamic: false,
             },

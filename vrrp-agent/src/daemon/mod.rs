@@ -517,21 +517,8 @@ impl Daemon {
         let instance = &self.instances[i];
         match self.tracked_priority(instance.config.priority, &instance.config.tracks) {
             None => self.instances[i].tracker_fault = true,
-            Some(priority) => {
-                let instance = &mut self.instances[i];
-                let p = instance.election.params().clone();
-                instance.election.retune(
-                    priority,
-                    p.preempt,
-                    p.preempt_delay_ns,
-                    p.advert_int_cs,
-                    now_ns(),
-                );
-                let kernel = instance.kernel_config();
-                if let Err(e) = self.dataplane.set_instance(instance.key, kernel) {
-                    tracing::error!(instance = %instance.config.name, error = %e, "cannot update the dataplane");
-                }
-            }
+            // Not started yet: the election asks for nothing.
+            Some(priority) => drop(self.retune_priority(i, priority)),
         }
         self.handle(i, Input::Startup).await;
         if !self.instances[i].iface.up {

@@ -6,7 +6,7 @@
 use super::{Daemon, now_ns};
 use crate::{
     config::{Track, Tracked},
-    election::{Input, State},
+    election::{Action, Input, State},
     net::monitor::LinkChange,
     track::{Effect, Update, effective_priority},
 };
@@ -68,16 +68,26 @@ impl Daemon {
         }
     }
 
-    /// Gives an instance a new effective priority in place.
+    /// Gives an instance a new effective priority in place (announced at once by a master).
     async fn set_priority(&mut self, i: usize, priority: u8) {
-        let instance = &mut self.instances[i];
-        let params = instance.election.params().clone();
+        let instance = &self.instances[i];
         tracing::info!(
             instance = %instance.config.name,
-            from = params.priority,
+            from = instance.election.params().priority,
             to = priority,
             "effective priority changed"
         );
+        for action in self.retune_priority(i, priority) {
+            self.apply(i, action).await;
+        }
+        self.notify_priority(i);
+    }
+
+    /// Sets the election's priority and the kernel's copy; returns what the election wants
+    /// done (nothing before the instance starts).
+    pub(super) fn retune_priority(&mut self, i: usize, priority: u8) -> Vec<Action> {
+        let instance = &mut self.instances[i];
+        let params = instance.election.params().clone();
         let actions = instance.election.retune(
             priority,
             params.preempt,
@@ -89,10 +99,7 @@ impl Daemon {
         if let Err(e) = self.dataplane.set_instance(instance.key, kernel) {
             tracing::error!(instance = %instance.config.name, error = %e, "cannot update the dataplane");
         }
-        for action in actions {
-            self.apply(i, action).await;
-        }
-        self.notify_priority(i);
+        actions
     }
 
     /// Learns the state of every tracked interface (at start and after a reload).

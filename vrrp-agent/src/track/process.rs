@@ -291,17 +291,9 @@ mod tests {
 
     fn def(process: &str, params: &[&str], m: Option<ParamMatch>) -> TrackProcess {
         TrackProcess {
-            name: "t".into(),
-            process: process.into(),
             params: params.iter().map(|s| s.to_string()).collect(),
             param_match: m,
-            weight: 1,
-            reverse: false,
-            quorum: 1,
-            quorum_max: u32::MAX,
-            fork_delay_ms: 0,
-            terminate_delay_ms: 0,
-            full_command: false,
+            ..TrackProcess::new("t", process)
         }
     }
 
