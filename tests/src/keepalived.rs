@@ -167,6 +167,14 @@ impl Keepalived {
         Ok(KaStats::parse(&text))
     }
 
+    /// The parent's and the VRRP child's process ids (what its CPU and memory are summed over).
+    pub fn pids(&self) -> Vec<i32> {
+        [&self.pidfile, &self.vrrp_pidfile]
+            .iter()
+            .filter_map(|f| read_pid(f).ok())
+            .collect()
+    }
+
     /// SIGKILLs keepalived's parent and VRRP child (the parent would restart the child).
     pub fn kill(&mut self) {
         for file in [&self.pidfile, &self.vrrp_pidfile] {
@@ -177,6 +185,11 @@ impl Keepalived {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A restarted keepalived refuses to start while a pid file names a process that has
+        // not been reaped yet (its VRRP child, orphaned by the parent's death).
+        for file in [&self.pidfile, &self.vrrp_pidfile] {
+            let _ = std::fs::remove_file(file);
+        }
     }
 
     /// Asks keepalived to stop (it sends priority 0 as master).

@@ -430,12 +430,16 @@ impl Election {
         self.address_refresh_at = None;
     }
 
+    /// RFC 9568 6.4.1/6.4.2 "transition to Master": send an advert at once, then take the
+    /// addresses and announce them. The advert goes first: installing addresses costs
+    /// netlink round trips, and every millisecond before the advert is one more in which the
+    /// old master's peers see nobody.
     fn become_master(&mut self, now: Nanos, actions: &mut Vec<Action>) {
         self.transition(State::Master, actions);
-        actions.push(Action::AddAddresses);
         actions.push(Action::SendAdvert {
             priority: self.params.priority,
         });
+        actions.push(Action::AddAddresses);
         actions.push(Action::SendGratuitousArp);
         self.master_down_at = None;
         self.adver_at = Some(now + self.advert_int_ns());

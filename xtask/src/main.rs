@@ -1,4 +1,5 @@
-//! `cargo xtask setup | build | run | test | demo` — the only entry points people need.
+//! `cargo xtask setup | build | run | test | demo | lint | install | bench` — the only entry
+//! points people need.
 //!
 //! Every command that needs the toolchain runs `setup` first (it is idempotent and fast when
 //! everything is in place), so a fresh machine needs nothing installed by hand.
@@ -48,6 +49,10 @@ usage: cargo xtask <command> [args]
   test [ARGS]      build, then run every test (unit, kernel, lab); lab tests need root
   demo             a three-router lab: elections and failovers as they happen
   lint             cargo fmt --check and clippy -D warnings, host and kernel crates
+  bench [--quick] [--out DIR]
+                   release build, then every benchmark scenario with vrrp-agent and
+                   keepalived side by side (as root; not part of CI); the report goes to
+                   target/bench/REPORT.md (--quick: under 5 minutes)
   install [--prefix DIR] [--destdir DIR]
                    release build into PREFIX/sbin (default /usr/local) and the systemd unit
                    into /etc/systemd/system (both under DESTDIR when given)
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Some("test") => test(&rest),
         Some("demo") => demo(),
         Some("lint") => lint(),
+        Some("bench") => bench(&rest),
         Some("install") => install::install(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -119,6 +125,26 @@ fn build(release: bool) -> Result<()> {
         "built target/{profile}/vrrp-agent (kernel object embedded)"
     ));
     Ok(())
+}
+
+fn bench(args: &[OsString]) -> Result<()> {
+    build(true)?;
+    if !is_root() {
+        return Err(fail("the bench builds network namespaces: run it as root"));
+    }
+    step("running the benchmarks (vrrp-agent and keepalived side by side)");
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "vrrp-lab",
+            "--bin",
+            "bench",
+            "--",
+        ])
+        .args(args)
+        .env("VRRP_AGENT_BIN", root().join("target/release/vrrp-agent")))
 }
 
 fn run_agent(args: &[OsString]) -> Result<()> {

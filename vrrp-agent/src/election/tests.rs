@@ -59,7 +59,15 @@ fn owner_starts_master_at_once() {
     let mut e = Election::new(params(255, true));
     let actions = e.handle(Input::Startup, 7);
     assert_eq!(e.state(), State::Master);
-    assert_eq!(actions[1], Action::AddAddresses);
+    // RFC 9568 6.4.1: the advert first, then the addresses and their announcement.
+    assert_eq!(
+        actions[1..],
+        [
+            Action::SendAdvert { priority: 255 },
+            Action::AddAddresses,
+            Action::SendGratuitousArp
+        ]
+    );
     assert_eq!(e.next_wakeup(), Some(7 + SEC));
 }
 
