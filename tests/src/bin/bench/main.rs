@@ -89,7 +89,7 @@ fn run(plan: &Plan) -> Result<()> {
     } else {
         (10, &[("1", 100), ("0.1", 10), ("0.01", 1)])
     };
-    let window = Duration::from_secs(if plan.quick { 10 } else { 60 });
+    let window = Duration::from_secs(if plan.quick { 8 } else { 60 });
 
     for &(advert_int, cs) in intervals.iter().filter(|_| plan.wants("failover")) {
         for imp in Impl::BOTH {
