@@ -78,8 +78,13 @@ pub fn run(imp: Impl, advert_int: &str, interval_cs: u16, reps: usize) -> Result
         std::thread::sleep(
             Duration::from_millis(u64::from(interval_cs) * 40).max(Duration::from_millis(300)),
         );
+        // Watch at least one and a half intervals before the stop, so the master's last
+        // advert is on record.
+        let lead =
+            Duration::from_millis(u64::from(interval_cs) * 15).max(Duration::from_millis(200));
         let seen = watch(
             &lab,
+            lead,
             |_| {
                 if kill {
                     master.kill()
@@ -87,7 +92,7 @@ pub fn run(imp: Impl, advert_int: &str, interval_cs: u16, reps: usize) -> Result
                     master.terminate()
                 }
             },
-            Duration::from_millis(u64::from(interval_cs) * 10 * 4 + 2000),
+            lead + Duration::from_millis(u64::from(interval_cs) * 10 * 4 + 2000),
         )?;
         if seen.unsettled {
             eprintln!(
@@ -122,7 +127,7 @@ pub fn run(imp: Impl, advert_int: &str, interval_cs: u16, reps: usize) -> Result
 
 /// Records the client's view while `act` runs, until the backup's MAC answers for the VIP or
 /// `limit` passes.
-fn watch(lab: &Lab, act: impl FnOnce(()), limit: Duration) -> Result<Seen> {
+fn watch(lab: &Lab, lead: Duration, act: impl FnOnce(()), limit: Duration) -> Result<Seen> {
     let client = lab.client.clone();
     let (r1, r2) = (lab.router(0).clone(), lab.router(1).clone());
     let capture = lab.capture(&client)?;
@@ -143,7 +148,7 @@ fn watch(lab: &Lab, act: impl FnOnce(()), limit: Duration) -> Result<Seen> {
     let mut act = Some(act);
     // Until the backup's MAC answers and its gratuitous ARP was seen (or the limit).
     while started.elapsed() < limit && (seen.arp_reply.is_none() || seen.garp.is_none()) {
-        if started.elapsed() > Duration::from_millis(200)
+        if started.elapsed() > lead
             && let Some(act) = act.take()
         {
             act(());
@@ -159,7 +164,7 @@ fn watch(lab: &Lab, act: impl FnOnce(()), limit: Duration) -> Result<Seen> {
             && frame.data.len() >= 34
             && frame.data[23] == 112
             && frame.data[26..30] == r2.addr.octets()
-            && started.elapsed() > Duration::from_millis(100)
+            && started.elapsed() + Duration::from_millis(100) > lead
         {
             seen.unsettled = true;
         }
