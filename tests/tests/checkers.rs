@@ -368,9 +368,24 @@ fn every_checker_goes_down_with_its_service_and_up_again() {
         );
     }
 
-    // TCP: the listener goes away; notify_down, then notify_up when it is back.
+    // TCP: the listener goes away; down after 1 + retry (1) refused connections, as the
+    // checker's own failure count says in the first status that shows it down; notify_down,
+    // then notify_up when it is back.
+    let tcp_failures = |status: &vrrp_agent::control::Status| {
+        status.virtual_servers[0].real_servers[0].checkers[0].failures
+    };
+    let before = tcp_failures(&agent.status().unwrap());
     drop(tcp);
-    assert!(wait_up(&agent, &servers[0], false, 3 * SEC));
+    let down = wait_for(3 * SEC, POLL, || {
+        let status = agent.status().ok()?;
+        (!status.virtual_servers[0].real_servers[0].up).then_some(status)
+    })
+    .expect("TCP_CHECK stayed up");
+    assert_eq!(
+        tcp_failures(&down) - before,
+        2,
+        "down after exactly 1 + retry attempts"
+    );
     let _tcp = tcp_service(&ns, 8001, |_, _| {});
     assert!(wait_up(&agent, &servers[0], true, 3 * SEC));
     let logged = wait_for(2 * SEC, POLL, || {

@@ -188,12 +188,7 @@ impl Status {
                 format!("{:?}", i.xdp_mode).to_lowercase()
             );
             for t in &i.tracking {
-                let (kind, name) = match &t.what {
-                    crate::config::Tracked::Script(n) => ("script", n),
-                    crate::config::Tracked::Interface(n) => ("interface", n),
-                    crate::config::Tracked::File(n) => ("file", n),
-                    crate::config::Tracked::Process(n) => ("process", n),
-                };
+                let (kind, name) = t.what.parts();
                 let value = t.value.map_or(String::new(), |v| format!(" value {v}"));
                 let _ = writeln!(
                     out,

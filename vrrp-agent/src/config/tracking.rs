@@ -123,6 +123,18 @@ pub enum Tracked {
     Process(String),
 }
 
+impl Tracked {
+    /// What kind of item ("script", "interface", "file", "process") and its name.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Tracked::Script(n) => ("script", n),
+            Tracked::Interface(n) => ("interface", n),
+            Tracked::File(n) => ("file", n),
+            Tracked::Process(n) => ("process", n),
+        }
+    }
+}
+
 /// One `track_*` entry of an instance or sync group.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Track {

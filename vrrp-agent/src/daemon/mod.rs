@@ -9,6 +9,7 @@ pub mod dumps;
 mod notifications;
 mod reload;
 mod setup;
+mod signals;
 mod sync;
 mod tracking;
 
@@ -20,10 +21,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 use vrrp_common::{
     FAMILY_IPV6, InstanceConfig, InstanceKey, auth, event, instance_flags, seen_flags, virtual_mac,
 };
@@ -211,13 +209,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         daemon.start(i).await;
     }
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    // SIGHUP is keepalived's reload.
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
-    let mut sigusr2 = signal(SignalKind::user_defined2())?;
-    let mut sigjson = signal(SignalKind::from_raw(dumps::Dump::Json.signal()))?;
+    let mut signals = signals::listen()?;
     crate::sd_notify::notify("READY=1");
     loop {
         let sleep = match daemon.next_wakeup() {
@@ -249,16 +241,15 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(daemon.answer(request).await);
             }
-            _ = sigusr1.recv() => daemon.dump(dumps::Dump::Data),
-            _ = sigusr2.recv() => daemon.dump(dumps::Dump::Stats),
-            _ = sigjson.recv() => daemon.dump(dumps::Dump::Json),
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => {
-                crate::sd_notify::notify("RELOADING=1");
-                daemon.reload_reply().await;
-                crate::sd_notify::notify("READY=1");
-            }
+            Some(asked) = signals.recv() => match asked {
+                signals::Asked::Stop => break,
+                signals::Asked::Reload => {
+                    crate::sd_notify::notify("RELOADING=1");
+                    daemon.reload_reply().await;
+                    crate::sd_notify::notify("READY=1");
+                }
+                signals::Asked::Dump(dump) => daemon.dump(dump),
+            },
         }
     }
     tracing::info!("shutting down");
