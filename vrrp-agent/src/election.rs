@@ -191,7 +191,7 @@ impl Election {
         if self.state == State::Master {
             self.master_adver_interval_cs = advert_int_cs;
             actions.push(Action::SendAdvert { priority });
-            self.adver_at = Some(now + self.advert_int_ns());
+            self.adver_at = Some(self.next_advert_after(now));
         }
         actions
     }
@@ -337,7 +337,7 @@ impl Election {
                 actions.push(Action::SendAdvert {
                     priority: self.params.priority,
                 });
-                self.adver_at = Some(now + self.advert_int_ns());
+                self.adver_at = Some(self.next_advert_after(now));
             }
             Verdict::StepDown => {
                 actions.push(Action::RemoveAddresses);
@@ -359,7 +359,7 @@ impl Election {
                     actions.push(Action::SendAdvert {
                         priority: self.params.priority,
                     });
-                    self.adver_at = Some(now + interval);
+                    self.adver_at = Some(self.next_advert_after(now));
                 }
             }
             Verdict::Ignore => {}
@@ -380,13 +380,9 @@ impl Election {
                     actions.push(Action::SendAdvert {
                         priority: self.params.priority,
                     });
-                    // Keep the schedule (no drift) unless we fell a whole interval behind.
-                    let next = at + self.advert_int_ns();
-                    self.adver_at = Some(if next > now {
-                        next
-                    } else {
-                        now + self.advert_int_ns()
-                    });
+                    // On the grid: `at + interval`, or the next grid point if we fell a
+                    // whole interval behind.
+                    self.adver_at = Some(self.next_advert_after(now));
                 }
                 if self.garp_refresh_at.is_some_and(|t| t <= now) {
                     actions.push(Action::SendGratuitousArp);
@@ -394,7 +390,7 @@ impl Election {
                 }
                 if self.address_refresh_at.is_some_and(|t| t <= now) {
                     actions.push(Action::AddAddresses);
-                    self.address_refresh_at = Some(now + ADDRESS_REFRESH_NS);
+                    self.address_refresh_at = Some(grid_after(now, ADDRESS_REFRESH_NS));
                 }
             }
             State::Initialize | State::Fault => {}
@@ -442,9 +438,9 @@ impl Election {
         actions.push(Action::AddAddresses);
         actions.push(Action::SendGratuitousArp);
         self.master_down_at = None;
-        self.adver_at = Some(now + self.advert_int_ns());
+        self.adver_at = Some(self.next_advert_after(now));
         self.garp_refresh_at = Some(now + GARP_REFRESH_NS);
-        self.address_refresh_at = Some(now + ADDRESS_REFRESH_NS);
+        self.address_refresh_at = Some(grid_after(now, ADDRESS_REFRESH_NS));
     }
 
     fn become_backup(&mut self, now: Nanos, actions: &mut Vec<Action>) {
@@ -488,6 +484,22 @@ impl Election {
     fn advert_int_ns(&self) -> Nanos {
         u64::from(self.params.advert_int_cs) * timers::NS_PER_CS
     }
+
+    /// The first point after `now` on the grid of multiples of the advertisement interval
+    /// (CLOCK_MONOTONIC). Every master with the same interval advertises on the same grid, so
+    /// one wake-up sends them all: K routers at 10 ms cost 100 wake-ups a second, not
+    /// 100 x K. The first gap after a transition is therefore up to one interval short
+    /// (an early advert is harmless: receivers time from the last one they heard).
+    fn next_advert_after(&self, now: Nanos) -> Nanos {
+        grid_after(now, self.advert_int_ns())
+    }
+}
+
+/// The first multiple of `period` after `now`. Periodic work of many instances (adverts,
+/// address renewals) lands on the same points, so one wake-up serves them all.
+fn grid_after(now: Nanos, period: Nanos) -> Nanos {
+    let period = period.max(1);
+    (now / period + 1) * period
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@ mod sync;
 mod tracking;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, btree_map},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
@@ -27,14 +28,15 @@ use vrrp_common::{
 };
 
 use crate::{
-    config::{self, Config, VirtualAddress, VirtualRoute, VirtualRule},
+    config::{self, Config, VirtualAddress, VirtualRoute},
     control::{self, InstanceStatus, MasterStatus, Reply, Request, Status},
     dataplane::{Dataplane, XdpMode},
-    election::{Action, AdvertSeen, Election, GARP_REPEAT, Input, Nanos, State},
+    election::{Action, AdvertSeen, Election, Input, Nanos, State},
     net::{
+        keeper::{AddressKeeper, Announcement, Holdings},
         link::{Interface, Netlink},
         monitor::LinkMonitor,
-        sockets::{AdvertSender, Announcer},
+        sockets::{AdvertSender, Announcer, FrameBatch},
     },
     notify::Notifier,
     packet::{Advert, bytes16},
@@ -81,7 +83,7 @@ struct Instance {
     /// `virtual_routes` with their resolved `dev`.
     routes: Vec<(VirtualRoute, Option<u32>)>,
     /// One announcer per interface that holds an address of this instance.
-    announcers: BTreeMap<u32, Announcer>,
+    announcers: BTreeMap<u32, Arc<Announcer>>,
 }
 
 /// A `vrrp_sync_group` at run time.
@@ -107,6 +109,10 @@ struct Daemon {
     router_id: String,
     dataplane: Dataplane,
     netlink: Netlink,
+    /// Installs, renews and removes addresses and announces them, off this loop.
+    keeper: AddressKeeper,
+    /// Multicast adverts due in this pass of the loop, per interface (sent together).
+    batches: BTreeMap<u32, FrameBatch>,
     instances: Vec<Instance>,
     /// Sync groups, members as instance indexes.
     groups: Vec<Group>,
@@ -186,6 +192,8 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         router_id: config.router_id.clone().unwrap_or_else(host_name),
         dataplane,
         netlink,
+        keeper: AddressKeeper::start()?,
+        batches: BTreeMap::new(),
         instances,
         groups,
         notifier: Notifier::new(
@@ -222,11 +230,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                     daemon.kernel_event(&ev).await;
                 }
             }
-            () = tokio::time::sleep(sleep) => {
-                for i in 0..daemon.instances.len() {
-                    daemon.timer(i).await;
-                }
-            }
+            () = tokio::time::sleep(sleep) => daemon.timers_due().await,
             Some(update) = tracker_updates.recv() => daemon.tracker_update(update).await,
             Some(verdict) = verdict_rx.recv() => {
                 for n in daemon.checkers.update(verdict) {
@@ -251,17 +255,20 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                 signals::Asked::Dump(dump) => daemon.dump(dump),
             },
         }
+        daemon.flush_adverts();
     }
     tracing::info!("shutting down");
     crate::sd_notify::notify("STOPPING=1");
     for i in 0..daemon.instances.len() {
         daemon.handle(i, Input::Shutdown).await;
+        daemon.flush_adverts();
         daemon.forget(i).await;
     }
     daemon.tracking.stop();
     for n in daemon.checkers.shutdown() {
         daemon.notifier.run_script(&n.queue, &n.script);
     }
+    daemon.keeper.flush().await;
     daemon.dataplane.detach(&daemon.netlink).await;
     daemon.notifier.drain(NOTIFY_DRAIN).await;
     let _ = std::fs::remove_file(&control_socket);
@@ -271,60 +278,27 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
 /// How long a clean stop waits for queued notify scripts (notify_stop among them).
 const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
-/// Adds (or removes) addresses, then rules, then routes, which usually depend on the
-/// addresses; failures are logged, the rest still goes on.
-async fn install(
-    netlink: &Netlink,
-    name: &str,
-    add: bool,
-    held: &[&Held],
-    rules: &[&VirtualRule],
-    routes: &[&(VirtualRoute, Option<u32>)],
-) {
-    for held in held {
-        let result = if add {
-            netlink.add_address(held.ifindex, &held.vip).await
-        } else {
-            netlink.remove_address(held.ifindex, &held.vip).await
-        };
-        if let Err(e) = result {
-            tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual address");
-        }
-    }
-    for rule in rules {
-        let result = if add {
-            netlink.add_rule(rule).await
-        } else {
-            netlink.remove_rule(rule).await
-        };
-        if let Err(e) = result {
-            tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual rule");
-        }
-    }
-    for (route, index) in routes {
-        let result = if add {
-            netlink.add_route(route, *index).await
-        } else {
-            netlink.remove_route(route, *index).await
-        };
-        if let Err(e) = result {
-            tracing::error!(instance = %name, error = %format!("{e:#}"), "virtual route");
-        }
-    }
-}
-
 impl Instance {
-    /// Sends gratuitous ARPs / unsolicited NAs for some of its addresses.
-    fn announce(&self, held: &[&Held]) {
-        for _ in 0..GARP_REPEAT {
-            for held in held {
-                let Some(announcer) = self.announcers.get(&held.ifindex) else {
-                    continue;
-                };
-                if let Err(e) = announcer.announce(held.vip.address) {
-                    tracing::warn!(instance = %self.config.name, error = %e, "announcing an address failed");
-                }
-            }
+    /// The gratuitous ARPs / unsolicited NAs announcing some of its addresses.
+    fn announcements<'a>(&self, held: impl IntoIterator<Item = &'a Held>) -> Vec<Announcement> {
+        held.into_iter()
+            .filter_map(|h| {
+                let announcer = self.announcers.get(&h.ifindex)?;
+                Some((announcer.clone(), h.vip.address))
+            })
+            .collect()
+    }
+
+    /// Everything it holds while master.
+    fn holdings(&self) -> Holdings {
+        Holdings {
+            addresses: self
+                .held
+                .iter()
+                .map(|h| (h.ifindex, h.vip.clone()))
+                .collect(),
+            rules: self.config.virtual_rules.clone(),
+            routes: self.routes.clone(),
         }
     }
 
@@ -405,6 +379,22 @@ impl Instance {
 }
 
 impl Daemon {
+    /// Runs the timers of the instances whose deadline has come (on the advert grid, every
+    /// master with one interval at once); the others are not touched, so a wake-up costs
+    /// what is due, not one pass over every instance.
+    async fn timers_due(&mut self) {
+        let now = now_ns();
+        for i in 0..self.instances.len() {
+            if self.instances[i]
+                .election
+                .next_wakeup()
+                .is_some_and(|at| at <= now)
+            {
+                self.timer(i).await;
+            }
+        }
+    }
+
     fn next_wakeup(&self) -> Option<Nanos> {
         self.instances
             .iter()
@@ -451,6 +441,13 @@ impl Daemon {
     }
 
     async fn apply(&mut self, index: usize, action: Action) {
+        if let Action::SendAdvert { priority } = action {
+            // The one action of every interval: no clone of anything.
+            return self.send_advert(index, priority);
+        }
+        // Whatever follows an advert (addresses, announcements, notifications) follows it
+        // on the wire too.
+        self.flush_adverts();
         let instance = &mut self.instances[index];
         let name = instance.config.name.clone();
         match action {
@@ -464,40 +461,62 @@ impl Daemon {
                 tracing::info!(instance = %name, from = ?from, to = ?to, "state change");
                 self.notify_instance(index, from, to);
             }
-            Action::SendAdvert { priority } => {
-                let advert = Advert {
-                    version: instance.config.version,
-                    auth: instance.config.auth_pass,
-                    vrid: instance.config.vrid,
-                    priority,
-                    interval_cs: instance.config.advert_int_cs,
-                    addresses: instance
-                        .config
-                        .virtual_addresses
-                        .iter()
-                        .map(|v| v.address)
-                        .collect(),
-                };
-                match instance.adverts.send(&advert) {
-                    Ok(()) if !self.dataplane.stamps_in_kernel(instance.iface.index) => {
-                        self.dataplane.stamp_heartbeat(instance.key, now_ns());
-                    }
-                    Ok(()) => {}
-                    Err(e) => {
-                        tracing::warn!(instance = %name, error = %e, "sending an advert failed")
-                    }
-                }
-            }
+            Action::SendAdvert { .. } => {}
             Action::AddAddresses | Action::RemoveAddresses => {
-                let held: Vec<&Held> = instance.held.iter().collect();
-                let rules: Vec<&VirtualRule> = instance.config.virtual_rules.iter().collect();
-                let routes: Vec<&(VirtualRoute, Option<u32>)> = instance.routes.iter().collect();
                 let add = action == Action::AddAddresses;
-                install(&self.netlink, &name, add, &held, &rules, &routes).await;
+                self.keeper.install(&name, add, instance.holdings());
             }
             Action::SendGratuitousArp => {
-                let held: Vec<&Held> = instance.held.iter().collect();
-                instance.announce(&held);
+                let announcements = instance.announcements(&instance.held);
+                self.keeper.announce(&name, announcements);
+            }
+        }
+    }
+
+    /// Sends one advert (re-sending the encoded one while nothing changed). Without the
+    /// kernel's egress stamp the heartbeat that keeps the XDP fence open is stamped here.
+    fn send_advert(&mut self, index: usize, priority: u8) {
+        let instance = &mut self.instances[index];
+        let advert = Advert {
+            version: instance.config.version,
+            auth: instance.config.auth_pass,
+            vrid: instance.config.vrid,
+            priority,
+            interval_cs: instance.config.advert_int_cs,
+            addresses: instance
+                .config
+                .virtual_addresses
+                .iter()
+                .map(|v| v.address)
+                .collect(),
+        };
+        let ifindex = instance.adverts.ifindex();
+        let batch = match self.batches.entry(ifindex) {
+            btree_map::Entry::Occupied(batch) => Some(batch.into_mut()),
+            btree_map::Entry::Vacant(slot) => match FrameBatch::open(ifindex) {
+                Ok(batch) => Some(slot.insert(batch)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "adverts go out one by one");
+                    None
+                }
+            },
+        };
+        match instance.adverts.send(&advert, batch) {
+            Ok(()) if !self.dataplane.stamps_in_kernel(instance.iface.index) => {
+                self.dataplane.stamp_heartbeat(instance.key, now_ns());
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(instance = %instance.config.name, error = %e, "sending an advert failed")
+            }
+        }
+    }
+
+    /// Sends the multicast adverts queued in this pass, one system call per interface.
+    fn flush_adverts(&mut self) {
+        for (ifindex, batch) in &mut self.batches {
+            if let Err((lost, e)) = batch.flush() {
+                tracing::warn!(ifindex, lost, error = %e, "sending adverts failed");
             }
         }
     }

@@ -14,10 +14,11 @@ use anyhow::{Result, anyhow};
 
 use vrrp_common::{VipKey, virtual_mac};
 
-use super::{Daemon, Held, Instance, install, setup};
+use super::{Daemon, Held, Instance, setup};
 use crate::{
     config::{self, VirtualRoute, VirtualRule},
     election::{Input, State},
+    net::keeper::Holdings,
     notify::Notifier,
     packet::bytes16,
 };
@@ -114,60 +115,48 @@ impl Daemon {
                 ));
             }
         }
-        if instance.election.state() == State::Master {
-            let name = &ic.name;
-            let rules = |from: &[VirtualRule], to: &[VirtualRule]| -> Vec<VirtualRule> {
+        let master = instance.election.state() == State::Master;
+        let came: Vec<&Held> = new
+            .held
+            .iter()
+            .filter(|h| !instance.held.contains(h))
+            .collect();
+        if master {
+            let not_in = |from: &[VirtualRule], to: &[VirtualRule]| -> Vec<VirtualRule> {
                 from.iter().filter(|r| !to.contains(r)).cloned().collect()
             };
-            let old_routes: Vec<&(VirtualRoute, Option<u32>)> = instance
-                .routes
-                .iter()
-                .filter(|r| !new.routes.contains(r))
-                .collect();
-            let rules_gone = rules(&old.virtual_rules, &ic.virtual_rules);
-            install(
-                &self.netlink,
-                name,
-                false,
-                &gone,
-                &rules_gone.iter().collect::<Vec<_>>(),
-                &old_routes,
-            )
-            .await;
-            let came: Vec<&Held> = new
-                .held
-                .iter()
-                .filter(|h| !instance.held.contains(h))
-                .collect();
-            let new_routes: Vec<&(VirtualRoute, Option<u32>)> = new
-                .routes
-                .iter()
-                .filter(|r| !instance.routes.contains(r))
-                .collect();
-            let rules_came = rules(&ic.virtual_rules, &old.virtual_rules);
-            install(
-                &self.netlink,
-                name,
-                true,
-                &came,
-                &rules_came.iter().collect::<Vec<_>>(),
-                &new_routes,
-            )
-            .await;
+            let routes = |from: &[(VirtualRoute, Option<u32>)],
+                          to: &[(VirtualRoute, Option<u32>)]| {
+                from.iter().filter(|r| !to.contains(r)).cloned().collect()
+            };
+            let addresses =
+                |held: &[&Held]| held.iter().map(|h| (h.ifindex, h.vip.clone())).collect();
+            let went = Holdings {
+                addresses: addresses(&gone),
+                rules: not_in(&old.virtual_rules, &ic.virtual_rules),
+                routes: routes(&instance.routes, &new.routes),
+            };
+            let arrived = Holdings {
+                addresses: addresses(&came),
+                rules: not_in(&ic.virtual_rules, &old.virtual_rules),
+                routes: routes(&new.routes, &instance.routes),
+            };
+            self.keeper.install(&ic.name, false, went);
+            self.keeper.install(&ic.name, true, arrived);
         }
-        let gone = gone.len();
+        let (gone, came) = (gone.len(), came.len());
         let instance = &mut self.instances[index];
         instance.announcers = new.announcers;
-        let came: Vec<usize> = (0..new.held.len())
+        let arrived: Vec<usize> = (0..new.held.len())
             .filter(|&n| !instance.held.contains(&new.held[n]))
             .collect();
         instance.held = new.held;
         instance.routes = new.routes;
-        if instance.election.state() == State::Master {
-            let came: Vec<&Held> = came.iter().map(|&n| &instance.held[n]).collect();
-            instance.announce(&came);
+        if master {
+            let announcements = instance.announcements(arrived.iter().map(|&n| &instance.held[n]));
+            self.keeper.announce(&ic.name, announcements);
         }
-        tracing::info!(instance = %ic.name, added = came.len(), removed = gone, "addresses changed in place");
+        tracing::info!(instance = %ic.name, added = came, removed = gone, "addresses changed in place");
     }
 
     /// Reads the configuration again and applies it; returns what changed.

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, btree_map},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
     time::Duration,
 };
 
@@ -146,7 +147,7 @@ pub(super) async fn instance(
 pub(super) struct Addresses {
     pub(super) held: Vec<Held>,
     pub(super) routes: Vec<(config::VirtualRoute, Option<u32>)>,
-    pub(super) announcers: BTreeMap<u32, Announcer>,
+    pub(super) announcers: BTreeMap<u32, Arc<Announcer>>,
 }
 
 /// Resolves an instance's addresses and routes to interfaces, opens an announcer per
@@ -161,7 +162,10 @@ pub(super) async fn addresses(
 ) -> Result<Addresses> {
     let mut held = Vec::new();
     let mut announcers = BTreeMap::new();
-    announcers.insert(iface.index, Announcer::open(iface)?.with_mac(own_mac));
+    announcers.insert(
+        iface.index,
+        Arc::new(Announcer::open(iface)?.with_mac(own_mac)),
+    );
     for vip in ic.all_addresses() {
         let index = match &vip.dev {
             Some(dev) => {
@@ -172,7 +176,7 @@ pub(super) async fn addresses(
                     )
                 })?;
                 if let btree_map::Entry::Vacant(slot) = announcers.entry(other.index) {
-                    slot.insert(Announcer::open(&other)?);
+                    slot.insert(Arc::new(Announcer::open(&other)?));
                     // ARP/ND for the address arrive there: the responder must run there.
                     dataplane.attach(netlink, other.index, &other.name).await?;
                 }

@@ -68,7 +68,8 @@ fn owner_starts_master_at_once() {
             Action::SendGratuitousArp
         ]
     );
-    assert_eq!(e.next_wakeup(), Some(7 + SEC));
+    // The next advert is on the interval's grid (shared by every master with that interval).
+    assert_eq!(e.next_wakeup(), Some(SEC));
 }
 
 #[test]
@@ -136,10 +137,12 @@ fn master_answers_priority_zero_with_an_advert() {
     let mut e = started(255, true);
     let actions = e.handle(Input::Advert(advert(0, 100, SEC / 2)), SEC / 2);
     assert_eq!(actions, vec![Action::SendAdvert { priority: 255 }]);
-    // The advert timer restarts from that advert: nothing due at 1 s, the next advert at 1.5 s.
+    // The advert timer restarts on the grid: the next advert at the next multiple of the
+    // interval (1 s), then every interval; never a gap longer than one interval.
     let sends = |a: &[Action]| a.contains(&Action::SendAdvert { priority: 255 });
-    assert!(!sends(&e.handle(Input::Timer, SEC)));
-    assert!(sends(&e.handle(Input::Timer, SEC + SEC / 2)));
+    assert!(!sends(&e.handle(Input::Timer, SEC - 1)));
+    assert!(sends(&e.handle(Input::Timer, SEC)));
+    assert_eq!(e.next_wakeup(), Some(2 * SEC));
 }
 
 #[test]

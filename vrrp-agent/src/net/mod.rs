@@ -1,5 +1,6 @@
-//! Adapters to the OS network stack: rtnetlink and the sending sockets.
+//! Adapters to the OS network stack: rtnetlink, the address keeper and the sending sockets.
 
+pub mod keeper;
 pub mod link;
 pub mod monitor;
 pub mod sockets;

@@ -32,6 +32,24 @@ pub struct AdvertSender {
     src: IpAddr,
     destinations: Vec<IpAddr>,
     form: ChecksumForm,
+    /// The interface's index and MAC: multicast adverts go out as whole Ethernet frames
+    /// through the interface's [`FrameBatch`].
+    link: (u32, [u8; 6]),
+    /// The last advert sent, encoded: a master sends the same advert every interval, so it
+    /// is encoded once and re-sent until something changes.
+    encoded: Option<Encoded>,
+}
+
+/// A datagram ready to send and where to.
+type Datagram = (SockAddr, Vec<u8>);
+
+/// One advert, encoded for every destination.
+struct Encoded {
+    advert: Advert,
+    /// For unicast peers: one datagram each, sent on the raw IP socket.
+    datagrams: Vec<Datagram>,
+    /// For the multicast group: the whole Ethernet frame.
+    frame: Option<Vec<u8>>,
 }
 
 impl AdvertSender {
@@ -55,6 +73,8 @@ impl AdvertSender {
             src: IpAddr::V4(src),
             destinations,
             form: ChecksumForm::PseudoHeader,
+            link: (iface.index, iface.mac),
+            encoded: None,
         })
     }
 
@@ -84,45 +104,86 @@ impl AdvertSender {
             src: IpAddr::V6(src),
             destinations,
             form: ChecksumForm::PseudoHeader,
+            link: (iface.index, iface.mac),
+            encoded: None,
         })
     }
 
     /// Sends the VRRPv3/IPv4 checksum in `form` (keepalived's `v3_checksum_as_v2`).
     pub fn with_checksum_form(mut self, form: ChecksumForm) -> Self {
         self.form = form;
+        self.encoded = None;
         self
     }
 
     /// Sends one advert to every destination (the checksum's pseudo-header names each).
-    pub fn send(&self, advert: &Advert) -> io::Result<()> {
+    /// A multicast advert is queued on `batch` (sent by [`FrameBatch::flush`]) when there is
+    /// one; unicast adverts go out at once.
+    pub fn send(&mut self, advert: &Advert, batch: Option<&mut FrameBatch>) -> io::Result<()> {
+        if self.encoded.as_ref().is_none_or(|e| e.advert != *advert) {
+            self.encoded = Some(self.encode(advert));
+        }
+        let Some(encoded) = &self.encoded else {
+            return Ok(());
+        };
+        if let (Some(frame), Some(batch)) = (&encoded.frame, batch) {
+            batch.push(frame);
+            return Ok(());
+        }
         let mut result = Ok(());
-        for &dst in &self.destinations {
-            let payload = advert.encode(self.src, dst, self.form);
-            let sent = match (self.src, dst) {
-                (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                    let mut header = Ipv4Header::vrrp(src);
-                    header.dst = dst;
-                    let to = SockAddr::from(SocketAddrV4::new(dst, 0));
-                    self.socket.send_to(&header.wrap(&payload), &to)
-                }
-                (_, IpAddr::V6(dst)) => {
-                    // Link-local and multicast destinations need the interface as scope.
-                    let scoped = dst.is_multicast() || dst.is_unicast_link_local();
-                    let scope = if scoped {
-                        self.socket.multicast_if_v6().unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, scope));
-                    self.socket.send_to(&payload, &to)
-                }
-                (IpAddr::V6(_), IpAddr::V4(_)) => continue,
-            };
-            if let Err(e) = sent {
+        for (to, datagram) in &encoded.datagrams {
+            if let Err(e) = self.socket.send_to(datagram, to) {
                 result = Err(e);
             }
         }
         result
+    }
+
+    fn encode(&self, advert: &Advert) -> Encoded {
+        let datagrams: Vec<Datagram> = self
+            .destinations
+            .iter()
+            .filter_map(|&dst| self.datagram(advert, dst))
+            .collect();
+        // Only a sender to the group alone sends frames; unicast peers need the IP layer.
+        let multicast = matches!(self.destinations.as_slice(), [dst] if dst.is_multicast());
+        let frame = multicast.then(|| advert.group_frame(self.src, self.link.1, self.form));
+        Encoded {
+            advert: advert.clone(),
+            datagrams,
+            frame,
+        }
+    }
+
+    /// The interface the adverts leave by.
+    pub fn ifindex(&self) -> u32 {
+        self.link.0
+    }
+
+    /// The datagram carrying `advert` to `dst` and its socket address (`None` across
+    /// families).
+    fn datagram(&self, advert: &Advert, dst: IpAddr) -> Option<Datagram> {
+        let payload = advert.encode(self.src, dst, self.form);
+        match (self.src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let mut header = Ipv4Header::vrrp(src);
+                header.dst = dst;
+                let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+                Some((to, header.wrap(&payload)))
+            }
+            (_, IpAddr::V6(dst)) => {
+                // Link-local and multicast destinations need the interface as scope.
+                let scoped = dst.is_multicast() || dst.is_unicast_link_local();
+                let scope = if scoped {
+                    self.socket.multicast_if_v6().unwrap_or(0)
+                } else {
+                    0
+                };
+                let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, scope));
+                Some((to, payload))
+            }
+            (IpAddr::V6(_), IpAddr::V4(_)) => None,
+        }
     }
 }
 
@@ -150,17 +211,8 @@ pub struct Announcer {
 impl Announcer {
     /// Opens the socket on `iface`. It receives nothing (protocol 0 and a drop-all filter).
     pub fn open(iface: &Interface) -> Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error()).context("opening a packet socket");
-        }
-        // SAFETY: raw is a fresh, owned descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let sock = socket2::SockRef::from(&fd);
-        sock.attach_filter(&drop_all())?;
         Ok(Self {
-            fd,
+            fd: packet_socket()?,
             ifindex: iface.index,
             mac: iface.mac,
             link_local: iface.link_local,
@@ -191,6 +243,119 @@ impl Announcer {
     }
 }
 
+/// The multicast adverts due on one interface in one wake-up, sent with one `sendmmsg`:
+/// every master on the grid of one interval is due at once, so K routers cost one system
+/// call per interval instead of K. Frames go through the interface's queueing and TC egress
+/// (the heartbeat stamp, VMAC source) like any other; only the IP layer is skipped, which
+/// multicast VRRP does not need (no route, no neighbour, TTL 255).
+pub struct FrameBatch {
+    fd: OwnedFd,
+    ifindex: u32,
+    frames: Vec<Vec<u8>>,
+    /// How many frames are queued (`frames` keeps its buffers between flushes).
+    queued: usize,
+}
+
+impl FrameBatch {
+    /// Opens the AF_PACKET socket for `ifindex`; it receives nothing.
+    pub fn open(ifindex: u32) -> Result<Self> {
+        Ok(Self {
+            fd: packet_socket()?,
+            ifindex,
+            frames: Vec::new(),
+            queued: 0,
+        })
+    }
+
+    /// Queues a frame.
+    pub fn push(&mut self, frame: &[u8]) {
+        if let Some(slot) = self.frames.get_mut(self.queued) {
+            slot.clear();
+            slot.extend_from_slice(frame);
+        } else {
+            self.frames.push(frame.to_vec());
+        }
+        self.queued += 1;
+    }
+
+    /// Sends what is queued; returns how many frames could not be sent, with the error.
+    pub fn flush(&mut self) -> Result<(), (usize, io::Error)> {
+        let queued = std::mem::take(&mut self.queued);
+        let mut sent = 0;
+        while sent < queued {
+            match self.send_some(&self.frames[sent..queued]) {
+                Ok(0) => return Err((queued - sent, io::ErrorKind::WriteZero.into())),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((queued - sent, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn send_some(&self, frames: &[Vec<u8>]) -> io::Result<usize> {
+        let mut sll = link_address(self.ifindex);
+        let mut iovecs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            })
+            .collect();
+        let mut messages: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: msghdr is plain data; zeroed is a valid initial value.
+                let mut hdr: libc::msghdr = unsafe { zeroed() };
+                hdr.msg_name = (&raw mut sll).cast();
+                hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+                hdr.msg_iov = iov;
+                hdr.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // SAFETY: every message points at a live iovec, frame and sockaddr for the call.
+        let n = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                messages.as_mut_ptr(),
+                messages.len() as u32,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// An AF_PACKET socket that receives nothing (protocol 0 and a drop-all filter).
+fn packet_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error()).context("opening a packet socket");
+    }
+    // SAFETY: raw is a fresh, owned descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    socket2::SockRef::from(&fd).attach_filter(&drop_all())?;
+    Ok(fd)
+}
+
+/// The link-layer address of interface `ifindex` for sending whole frames.
+fn link_address(ifindex: u32) -> libc::sockaddr_ll {
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll
+}
+
 /// Sends a whole Ethernet frame on an AF_PACKET socket out of interface `ifindex`.
 pub fn send_frame(fd: BorrowedFd<'_>, ifindex: u32, frame: &[u8]) -> io::Result<()> {
     if frame.len() < 6 {
@@ -199,11 +364,7 @@ pub fn send_frame(fd: BorrowedFd<'_>, ifindex: u32, frame: &[u8]) -> io::Result<
             "frame shorter than a MAC",
         ));
     }
-    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
-    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
+    let mut sll = link_address(ifindex);
     sll.sll_addr[..6].copy_from_slice(&frame[..6]);
     // SAFETY: frame and sll are valid for the given lengths.
     let n = unsafe {

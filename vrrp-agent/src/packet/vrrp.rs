@@ -3,9 +3,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
-use vrrp_common::IPPROTO_VRRP;
+use vrrp_common::{IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_TTL};
 
-use super::ip::{checksum, pseudo_header_sum};
+use super::{
+    ethernet,
+    ip::{
+        ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, Ipv4Header, checksum, ipv4_multicast_mac,
+        ipv6_header, ipv6_multicast_mac, pseudo_header_sum,
+    },
+};
 
 /// Length of the fixed VRRP header.
 pub const VRRP_HLEN: usize = 8;
@@ -71,6 +77,31 @@ impl Advert {
             interval_cs,
             addresses: addresses.into_iter().map(Into::into).collect(),
             auth: None,
+        }
+    }
+
+    /// The whole Ethernet frame of this advert from `src` (the interface's `mac`) to the VRRP
+    /// group of `src`'s family, as it leaves through an AF_PACKET socket: IPv4 with TTL 255,
+    /// TOS 0xc0 and Don't Fragment (an atomic datagram, so identification 0, RFC 6864); IPv6
+    /// with hop limit 255 and traffic class 0xc0.
+    pub fn group_frame(&self, src: IpAddr, mac: [u8; 6], form: ChecksumForm) -> Vec<u8> {
+        match src {
+            IpAddr::V4(src) => {
+                let group = Ipv4Addr::from(VRRP_GROUP_V4);
+                let payload = self.encode(src.into(), group.into(), form);
+                let mut ip = Ipv4Header::vrrp(src).wrap(&payload);
+                ip[6] = 0x40;
+                ip[10..12].copy_from_slice(&[0, 0]);
+                let sum = checksum(0, &ip[..IPV4_HLEN]);
+                ip[10..12].copy_from_slice(&sum.to_be_bytes());
+                ethernet(ipv4_multicast_mac(group), mac, ETH_P_IP, &ip)
+            }
+            IpAddr::V6(src) => {
+                let group = Ipv6Addr::from(VRRP_GROUP_V6);
+                let payload = self.encode(src.into(), group.into(), form);
+                let ip = ipv6_header(src, group, IPPROTO_VRRP, VRRP_TTL, &payload);
+                ethernet(ipv6_multicast_mac(group), mac, ETH_P_IPV6, &ip)
+            }
         }
     }
 
@@ -241,5 +272,43 @@ mod tests {
         );
         wire[0] = 0x41;
         assert_eq!(Advert::parse(&wire, SRC, GROUP), Err(ParseError::Version));
+    }
+
+    #[test]
+    fn group_frames_parse_back() {
+        let advert = Advert {
+            version: 3,
+            vrid: 51,
+            priority: 150,
+            interval_cs: 1,
+            addresses: vec!["10.0.0.100".parse().unwrap()],
+            auth: None,
+        };
+        let src: IpAddr = "10.0.0.1".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 1];
+        let f = advert.group_frame(src, mac, ChecksumForm::PseudoHeader);
+        assert_eq!(f[..12], [1, 0, 0x5e, 0, 0, 18, 2, 0, 0, 0, 0, 1]);
+        assert_eq!(f[12..14], ETH_P_IP.to_be_bytes());
+        let ip = &f[14..];
+        assert_eq!(checksum(0, &ip[..IPV4_HLEN]), 0, "IPv4 header checksum");
+        assert_eq!(
+            (ip[1], ip[6], ip[8], ip[9]),
+            (0xc0, 0x40, 255, IPPROTO_VRRP)
+        );
+        let group: IpAddr = Ipv4Addr::from(VRRP_GROUP_V4).into();
+        assert_eq!(
+            Advert::parse(&ip[IPV4_HLEN..], src, group),
+            Ok(advert.clone())
+        );
+
+        let src6: IpAddr = "fe80::1".parse().unwrap();
+        let mut v6 = advert.clone();
+        v6.addresses = vec!["2001:db8::100".parse().unwrap()];
+        let f = v6.group_frame(src6, mac, ChecksumForm::PseudoHeader);
+        assert_eq!(f[..6], [0x33, 0x33, 0, 0, 0, 0x12]);
+        let ip = &f[14..];
+        assert_eq!((ip[0], ip[6], ip[7]), (0x6c, IPPROTO_VRRP, 255));
+        let group: IpAddr = Ipv6Addr::from(VRRP_GROUP_V6).into();
+        assert_eq!(Advert::parse(&ip[IPV6_HLEN..], src6, group), Ok(v6));
     }
 }
