@@ -113,6 +113,10 @@ struct Daemon {
     keeper: AddressKeeper,
     /// Multicast adverts due in this pass of the loop, per interface (sent together).
     batches: BTreeMap<u32, FrameBatch>,
+    /// Each instance's next deadline (`Election::next_wakeup`), densely: a timer pass checks
+    /// and sleeps on these without walking every instance's state. Kept by `step` during a
+    /// timer pass and recomputed whole after any other event.
+    deadlines: Vec<Option<Nanos>>,
     instances: Vec<Instance>,
     /// Sync groups, members as instance indexes.
     groups: Vec<Group>,
@@ -194,6 +198,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         netlink,
         keeper: AddressKeeper::start()?,
         batches: BTreeMap::new(),
+        deadlines: Vec::new(),
         instances,
         groups,
         notifier: Notifier::new(
@@ -219,9 +224,13 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
 
     let mut signals = signals::listen()?;
     crate::sd_notify::notify("READY=1");
+    let mut after_timers = false;
     loop {
-        let sleep = match daemon.next_wakeup() {
-            Some(at) => Duration::from_nanos(at.saturating_sub(now_ns())),
+        if !std::mem::take(&mut after_timers) {
+            daemon.refresh_deadlines();
+        }
+        let sleep = match daemon.deadlines.iter().flatten().min() {
+            Some(&at) => Duration::from_nanos(at.saturating_sub(now_ns())),
             None => Duration::from_secs(3600),
         };
         tokio::select! {
@@ -230,7 +239,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                     daemon.kernel_event(&ev).await;
                 }
             }
-            () = tokio::time::sleep(sleep) => daemon.timers_due().await,
+            () = tokio::time::sleep(sleep) => {
+                daemon.timers_due().await;
+                after_timers = true;
+            }
             Some(update) = tracker_updates.recv() => daemon.tracker_update(update).await,
             Some(verdict) = verdict_rx.recv() => {
                 for n in daemon.checkers.update(verdict) {
@@ -383,23 +395,29 @@ impl Daemon {
     /// master with one interval at once); the others are not touched, so a wake-up costs
     /// what is due, not one pass over every instance.
     async fn timers_due(&mut self) {
+        if self.deadlines.len() != self.instances.len() {
+            self.refresh_deadlines();
+        }
         let now = now_ns();
         for i in 0..self.instances.len() {
-            if self.instances[i]
-                .election
-                .next_wakeup()
-                .is_some_and(|at| at <= now)
-            {
+            if self.deadlines[i].is_some_and(|at| at <= now) {
                 self.timer(i).await;
             }
         }
     }
 
-    fn next_wakeup(&self) -> Option<Nanos> {
-        self.instances
-            .iter()
-            .filter_map(|i| i.election.next_wakeup())
-            .min()
+    /// Recomputes every instance's next deadline.
+    fn refresh_deadlines(&mut self) {
+        self.deadlines.clear();
+        self.deadlines
+            .extend(self.instances.iter().map(|i| i.election.next_wakeup()));
+    }
+
+    /// Records an instance's next deadline after its election moved.
+    fn note_deadline(&mut self, index: usize) {
+        if let Some(slot) = self.deadlines.get_mut(index) {
+            *slot = self.instances[index].election.next_wakeup();
+        }
     }
 
     async fn kernel_event(&mut self, ev: &vrrp_common::Event) {
@@ -477,21 +495,8 @@ impl Daemon {
     /// kernel's egress stamp the heartbeat that keeps the XDP fence open is stamped here.
     fn send_advert(&mut self, index: usize, priority: u8) {
         let instance = &mut self.instances[index];
-        let advert = Advert {
-            version: instance.config.version,
-            auth: instance.config.auth_pass,
-            vrid: instance.config.vrid,
-            priority,
-            interval_cs: instance.config.advert_int_cs,
-            addresses: instance
-                .config
-                .virtual_addresses
-                .iter()
-                .map(|v| v.address)
-                .collect(),
-        };
         let ifindex = instance.adverts.ifindex();
-        let batch = match self.batches.entry(ifindex) {
+        let mut batch = match self.batches.entry(ifindex) {
             btree_map::Entry::Occupied(batch) => Some(batch.into_mut()),
             btree_map::Entry::Vacant(slot) => match FrameBatch::open(ifindex) {
                 Ok(batch) => Some(slot.insert(batch)),
@@ -501,7 +506,26 @@ impl Daemon {
                 }
             },
         };
-        match instance.adverts.send(&advert, batch) {
+        let sent = match instance.adverts.resend(priority, batch.as_deref_mut()) {
+            Some(sent) => sent,
+            None => {
+                let advert = Advert {
+                    version: instance.config.version,
+                    auth: instance.config.auth_pass,
+                    vrid: instance.config.vrid,
+                    priority,
+                    interval_cs: instance.config.advert_int_cs,
+                    addresses: instance
+                        .config
+                        .virtual_addresses
+                        .iter()
+                        .map(|v| v.address)
+                        .collect(),
+                };
+                instance.adverts.send(&advert, batch)
+            }
+        };
+        match sent {
             Ok(()) if !self.dataplane.stamps_in_kernel(instance.iface.index) => {
                 self.dataplane.stamp_heartbeat(instance.key, now_ns());
             }

@@ -35,6 +35,7 @@ impl Daemon {
             .unwrap_or(old_priority);
         let instance = &mut self.instances[index];
         instance.config = ic.clone();
+        instance.adverts.invalidate();
         let actions = instance.election.retune(
             priority,
             ic.preempt,

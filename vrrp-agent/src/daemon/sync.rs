@@ -57,6 +57,7 @@ impl Daemon {
             self.instances[index].election.defer_master_down(now);
         }
         let actions = self.instances[index].election.handle(input, now);
+        self.note_deadline(index);
         let mut change = None;
         for action in actions {
             if let Action::StateChanged { from, to } = action {

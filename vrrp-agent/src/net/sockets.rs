@@ -123,6 +123,27 @@ impl AdvertSender {
         if self.encoded.as_ref().is_none_or(|e| e.advert != *advert) {
             self.encoded = Some(self.encode(advert));
         }
+        self.transmit(batch)
+    }
+
+    /// Sends the last advert again if it had this priority (`None` if it did not, or nothing
+    /// was sent yet): the steady state of a master, without rebuilding the advert from the
+    /// configuration. [`AdvertSender::invalidate`] must follow any configuration change.
+    pub fn resend(
+        &mut self,
+        priority: u8,
+        batch: Option<&mut FrameBatch>,
+    ) -> Option<io::Result<()>> {
+        let last = self.encoded.as_ref()?;
+        (last.advert.priority == priority).then(|| self.transmit(batch))
+    }
+
+    /// Forgets the encoded advert (the instance's configuration changed).
+    pub fn invalidate(&mut self) {
+        self.encoded = None;
+    }
+
+    fn transmit(&self, batch: Option<&mut FrameBatch>) -> io::Result<()> {
         let Some(encoded) = &self.encoded else {
             return Ok(());
         };

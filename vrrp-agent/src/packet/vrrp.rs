@@ -8,8 +8,8 @@ use vrrp_common::{IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_TTL};
 use super::{
     ethernet,
     ip::{
-        ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, Ipv4Header, checksum, ipv4_multicast_mac,
-        ipv6_header, ipv6_multicast_mac, pseudo_header_sum,
+        ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, Ipv4Header, checksum, ipv4_multicast_mac, ipv6_header,
+        ipv6_multicast_mac, pseudo_header_sum,
     },
 };
 
@@ -309,6 +309,9 @@ mod tests {
         let ip = &f[14..];
         assert_eq!((ip[0], ip[6], ip[7]), (0x6c, IPPROTO_VRRP, 255));
         let group: IpAddr = Ipv6Addr::from(VRRP_GROUP_V6).into();
-        assert_eq!(Advert::parse(&ip[IPV6_HLEN..], src6, group), Ok(v6));
+        assert_eq!(
+            Advert::parse(&ip[crate::packet::IPV6_HLEN..], src6, group),
+            Ok(v6)
+        );
     }
 }
