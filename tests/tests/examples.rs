@@ -11,8 +11,8 @@ const EXAMPLES: [(&str, &str, i32); 5] = [
     ("keepalived.conf", "lb1", 0),
     ("redis-pair.conf", "redis-a", 0),
     ("nginx-active-active.conf", "web1", 0),
-    ("mysql-dual-master.conf", "db1", 4),
-    ("lvs-director.conf", "lvs1", 4),
+    ("mysql-dual-master.conf", "db1", 0),
+    ("lvs-director.conf", "lvs1", 0),
 ];
 
 fn root() -> &'static Path {

@@ -335,13 +335,16 @@ fn virtual_address_options_and_excluded_addresses_are_held_but_not_advertised() 
     spec.extra = "    virtual_ipaddress_excluded {\n        192.0.2.1/32\n    }\n".into();
     let mut agent = lab.spawn_agent(lab.router(0), &spec.config()).unwrap();
     assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
-    let held = lab.addresses(lab.router(0)).unwrap();
-    for a in ["10.0.0.100", "10.0.0.101", "192.0.2.1"] {
-        assert!(
-            held.contains(&a.parse().unwrap()),
-            "{a} missing from {held:?}"
-        );
-    }
+    // The addresses follow the state change (installed off the election's loop).
+    let wanted: Vec<std::net::Ipv4Addr> = ["10.0.0.100", "10.0.0.101", "192.0.2.1"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let held = vrrp_lab::wait_for(2 * SEC, Duration::from_millis(10), || {
+        let held = lab.addresses(lab.router(0)).ok()?;
+        wanted.iter().all(|a| held.contains(a)).then_some(held)
+    });
+    assert!(held.is_some(), "not all of {wanted:?} held after 2 s");
     let out = std::process::Command::new("ip")
         .args([
             "-n",

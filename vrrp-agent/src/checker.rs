@@ -162,6 +162,15 @@ pub struct RealServerStatus {
     pub in_pool: bool,
     /// Its checkers.
     pub checkers: Vec<CheckerStatus>,
+    /// Packets the load balancer forwarded to it.
+    #[serde(default)]
+    pub packets: u64,
+    /// Bytes (IP length) forwarded to it.
+    #[serde(default)]
+    pub bytes: u64,
+    /// New flows (connections) placed on it.
+    #[serde(default)]
+    pub flows: u64,
 }
 
 /// A virtual server's state, for `status`.
@@ -405,6 +414,9 @@ impl Checkers {
                             0
                         },
                         in_pool: rs.up || config.inhibit_on_failure,
+                        packets: 0,
+                        bytes: 0,
+                        flows: 0,
                         checkers: rs
                             .checkers
                             .iter()

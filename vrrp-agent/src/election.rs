@@ -123,8 +123,10 @@ pub enum Action {
         /// Priority to advertise (0 when leaving).
         priority: u8,
     },
-    /// Install the virtual addresses.
+    /// Install the virtual addresses (on becoming master: done before the state is reported).
     AddAddresses,
+    /// Renew the virtual addresses' lifetime (a master, once a second: in the background).
+    RenewAddresses,
     /// Remove the virtual addresses.
     RemoveAddresses,
     /// Send a burst of gratuitous ARPs for the virtual addresses.
@@ -389,7 +391,7 @@ impl Election {
                     self.garp_refresh_at = None;
                 }
                 if self.address_refresh_at.is_some_and(|t| t <= now) {
-                    actions.push(Action::AddAddresses);
+                    actions.push(Action::RenewAddresses);
                     self.address_refresh_at = Some(grid_after(now, ADDRESS_REFRESH_NS));
                 }
             }

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod election;
 pub mod exec;
+pub mod lb;
 pub mod metrics;
 pub mod net;
 pub mod notify;

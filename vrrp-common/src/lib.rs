@@ -10,6 +10,7 @@
 
 pub mod advert_rule;
 pub mod counters;
+pub mod lb;
 pub mod timers;
 
 /// `AF_INET`, as stored in [`InstanceKey::family`].
@@ -368,4 +369,12 @@ mod pod {
     unsafe impl aya::Pod for super::VmacEntry {}
     unsafe impl aya::Pod for super::KernelStateView {}
     unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::lb::LbServiceKey {}
+    unsafe impl aya::Pod for super::lb::LbService {}
+    unsafe impl aya::Pod for super::lb::LbBackend {}
+    unsafe impl aya::Pod for super::lb::LbFlowKey {}
+    unsafe impl aya::Pod for super::lb::LbFlow {}
+    unsafe impl aya::Pod for super::lb::LbNatReply {}
+    unsafe impl aya::Pod for super::lb::LbPersistKey {}
+    unsafe impl aya::Pod for super::lb::LbPersist {}
 }

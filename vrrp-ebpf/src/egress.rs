@@ -2,6 +2,7 @@
 //!
 //! - Our own adverts stamp the instance's heartbeat, which tells the XDP side that the agent
 //!   is alive and advertising, at no cost to the agent.
+//! - NAT replies of the load balancer get the virtual service back as their source.
 //! - `use_vmac`: our adverts (unless `vmac_xmit_base`), ARP from a VIP, and IP traffic sourced
 //!   from a VIP leave with the VIP's MAC (the VMAC) as Ethernet source.
 
@@ -43,6 +44,7 @@ pub fn handle(ctx: &TcContext) {
         }
         return;
     }
+    crate::lb::egress(ctx);
     if VMAC_IN_USE.get(0).is_some_and(|in_use| *in_use != 0) {
         from_a_vip(ctx);
     }

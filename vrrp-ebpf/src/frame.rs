@@ -40,6 +40,22 @@ pub fn bytes<const N: usize>(frame: &impl Frame, offset: usize) -> Option<[u8; N
     Some(unsafe { *(start as *const [u8; N]) })
 }
 
+/// Writes `N` bytes at `offset`; false (and nothing written) past the end of the frame.
+#[inline(always)]
+pub fn store<const N: usize>(frame: &impl Frame, offset: usize, value: [u8; N]) -> bool {
+    // Opaque to LLVM, so it cannot drop the bounds check below as implied by an earlier one
+    // (the verifier tracks ranges per packet pointer and would not follow); masked so the
+    // verifier knows its bounds. Every offset we write at is below 1 KiB.
+    let offset = core::hint::black_box(offset) & 0x3ff;
+    let start = frame.start() + offset;
+    if start + N > frame.end() {
+        return false;
+    }
+    // SAFETY: bounds checked against the end of the frame just above.
+    unsafe { core::ptr::write_unaligned(start as *mut [u8; N], value) };
+    true
+}
+
 /// What the receive paths decide, independent of the hook they run in (the values are XDP's,
 /// so the XDP entry point returns them as they are; the TC one maps them).
 pub mod verdict {
@@ -49,6 +65,8 @@ pub mod verdict {
     pub const DROP: u32 = 1;
     /// Send the (rewritten) frame back out of the interface it came in on.
     pub const TX: u32 = 3;
+    /// Send it out of the interface `bpf_redirect` was given (already called).
+    pub const REDIRECT: u32 = 4;
 }
 
 /// A received frame, in XDP or in TC ingress: what the receive paths need beyond the bytes.

@@ -7,13 +7,14 @@
 mod csum;
 mod egress;
 mod frame;
+mod lb;
 mod packet;
 mod vip;
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, bpf_timer},
+    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, bpf_timer},
     btf_maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     helpers::{
         bpf_ktime_get_ns,
@@ -129,6 +130,7 @@ pub fn vrrp_xdp(ctx: XdpContext) -> u32 {
 pub fn vrrp_tc_ingress(ctx: TcContext) -> i32 {
     match receive(&ctx) {
         verdict::DROP => TC_ACT_SHOT,
+        verdict::REDIRECT => TC_ACT_REDIRECT,
         verdict::TX => {
             // SAFETY: helper without memory arguments.
             unsafe { bpf_redirect(ctx.ifindex(), 0) as i32 }
@@ -144,7 +146,13 @@ fn receive<C: Ingress>(ctx: &C) -> u32 {
         return verdict::DROP;
     }
     match vrrp(ctx) {
-        NOT_VRRP => vip::handle(ctx),
+        // Virtual services and NAT replies first (a service on a VIP forwards only while
+        // that instance is the active master), then ARP/ND and traffic to the VIPs. Three
+        // calls from here, so their stack frames do not add up.
+        NOT_VRRP => match lb::ipv4(ctx) {
+            lb::NOT_OURS => vip::handle(ctx),
+            action => action,
+        },
         action => action,
     }
 }

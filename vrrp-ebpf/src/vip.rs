@@ -94,6 +94,15 @@ fn lookup<C: Ingress>(ctx: &C, family: u8, addr: [u8; 16]) -> Vip {
     vip
 }
 
+/// Whether this node is the active master of `instance` (the load balancer's gate).
+#[inline(always)]
+pub fn standing_is_active(instance: &InstanceKey) -> bool {
+    matches!(
+        standing(instance),
+        Standing::Active | Standing::ActiveNoAccept
+    )
+}
+
 /// How this node stands towards an instance's addresses: active only while the instance is
 /// MASTER and its heartbeat is younger than three advertisement intervals.
 #[inline(always)]

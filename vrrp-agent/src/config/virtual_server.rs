@@ -329,10 +329,34 @@ impl Builder {
             vs.real_servers
                 .push(self.resolve_real_server(rs, &resolved, checkers));
         }
-        self.warnings.push(
-            Diagnostic::new(&s.keyword.location, format!("virtual_server {address} {port}: its real servers are health-checked and reported, but traffic to it is not load-balanced yet"))
-                .hint("there is no IPVS on this kernel and the XDP load balancer is not implemented yet; `vrrp-agent status` shows the real servers' health"),
-        );
+        if let Err(why) = crate::lb::forwardable(&vs) {
+            self.warnings.push(
+                Diagnostic::new(
+                    &s.keyword.location,
+                    format!("virtual_server {address} {port}: {why}"),
+                )
+                .hint("`vrrp-agent status` shows the real servers' health"),
+            );
+        }
+        let scheduler = vs.scheduler.to_ascii_lowercase();
+        if !["rr", "wrr", "lc", "wlc", "sh", "mh"].contains(&scheduler.as_str()) {
+            self.warnings.push(
+                Diagnostic::new(&s.keyword.location, format!("virtual_server {address} {port}: scheduler `{}` is load-balanced as wrr", vs.scheduler))
+                    .hint("the XDP load balancer schedules rr, wrr, sh and mh (lc and wlc as wrr, see docs/load-balancing.md)"),
+            );
+        }
+        for rs in &vs.real_servers {
+            if rs
+                .method
+                .as_ref()
+                .is_some_and(|m| !m.eq_ignore_ascii_case(&vs.method))
+            {
+                self.warnings.push(
+                    Diagnostic::new(&s.keyword.location, format!("virtual_server {address} {port}: real server {} has its own lvs_method; the virtual server's ({}) is used", rs.address, vs.method))
+                        .hint("the XDP load balancer forwards a whole virtual server one way"),
+                );
+            }
+        }
         if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
             self.warnings.push(Diagnostic::new(
                 &s.keyword.location,

@@ -139,6 +139,8 @@ struct Daemon {
     checkers: crate::checker::Checkers,
     /// Where the checkers report (kept for the set a reload starts).
     verdicts: mpsc::UnboundedSender<crate::checker::Verdict>,
+    /// The XDP load balancer's services, driven by the checkers.
+    balancer: crate::lb::Balancer,
 }
 
 /// How the daemon runs, from the command line.
@@ -214,6 +216,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         tracking,
         checkers,
         verdicts,
+        balancer: crate::lb::Balancer::default(),
     };
     daemon.tracking.configure(&daemon.config);
     daemon.refresh_tracked_interfaces().await;
@@ -222,6 +225,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         daemon.start(i).await;
     }
 
+    daemon.sync_balancer().await;
+    // Real servers whose MAC was unknown are looked for again; nothing else runs on it.
+    let mut balancer_tick = tokio::time::interval(Duration::from_secs(1));
     let mut signals = signals::listen()?;
     crate::sd_notify::notify("READY=1");
     let mut after_timers = false;
@@ -248,6 +254,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                 for n in daemon.checkers.update(verdict) {
                     daemon.notifier.run_script(&n.queue, &n.script);
                 }
+                daemon.sync_balancer().await;
+            }
+            _ = balancer_tick.tick(), if !daemon.config.virtual_servers.is_empty() || !daemon.balancer.is_idle() => {
+                daemon.sync_balancer().await;
             }
             Some(change) = links.next() => {
                 daemon.tracked_link_change(&change).await;
@@ -481,9 +491,13 @@ impl Daemon {
             }
             Action::SendAdvert { .. } => {}
             Action::AddAddresses | Action::RemoveAddresses => {
+                // A transition: the advert is out already (flushed above); the state is
+                // reported once the addresses are in place (or gone), as before the keeper.
                 let add = action == Action::AddAddresses;
                 self.keeper.install(&name, add, instance.holdings());
+                self.keeper.flush().await;
             }
+            Action::RenewAddresses => self.keeper.install(&name, true, instance.holdings()),
             Action::SendGratuitousArp => {
                 let announcements = instance.announcements(&instance.held);
                 self.keeper.announce(&name, announcements);
@@ -676,8 +690,33 @@ impl Daemon {
             notify: self.notifier.counters(),
             waiting: self.waiting.iter().map(|i| i.name.clone()).collect(),
             vrrp_scripts: self.tracking.scripts(),
-            virtual_servers: self.checkers.status(),
+            virtual_servers: {
+                let mut servers = self.checkers.status();
+                self.balancer.annotate(&self.dataplane, &mut servers);
+                servers
+            },
         }
+    }
+
+    /// Brings the load balancer in line with the checkers (cheap when nothing changed: the
+    /// kernel is written only on a difference).
+    async fn sync_balancer(&mut self) {
+        let servers = self.checkers.config();
+        let status = self.checkers.status();
+        let gates: Vec<(IpAddr, InstanceKey)> = self
+            .instances
+            .iter()
+            .flat_map(|i| {
+                i.config
+                    .virtual_addresses
+                    .iter()
+                    .map(|v| (v.address, i.key))
+            })
+            .collect();
+        let gate = |a: IpAddr| gates.iter().find(|(v, _)| *v == a).map(|(_, k)| *k);
+        self.balancer
+            .sync(&mut self.dataplane, &self.netlink, &servers, &status, gate)
+            .await;
     }
 
     /// Writes a dump a signal asked for (SIGUSR1, SIGUSR2, the JSON signal).

@@ -144,6 +144,7 @@ impl Daemon {
             };
             self.keeper.install(&ic.name, false, went);
             self.keeper.install(&ic.name, true, arrived);
+            self.keeper.flush().await;
         }
         let (gone, came) = (gone.len(), came.len());
         let instance = &mut self.instances[index];

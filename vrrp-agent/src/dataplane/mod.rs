@@ -6,7 +6,10 @@
 //! buffer only when something changed. The egress program stamps `HEARTBEAT` when our own
 //! adverts leave.
 
+mod lb;
 mod pin;
+
+pub use lb::LbMaps;
 
 use std::{
     mem::size_of,
@@ -64,6 +67,8 @@ pub struct Dataplane {
     counters: PerCpuArray<MapData, u64>,
     instance_counters: PerCpuHashMap<MapData, InstanceKey, [u64; counters::COUNT]>,
     events: Option<Events>,
+    /// The load balancer's maps.
+    pub lb: LbMaps,
 }
 
 /// The output of one BPF_PROG_TEST_RUN.
@@ -126,6 +131,7 @@ impl Dataplane {
         let heartbeat = HashMap::try_from(take(&mut ebpf, "HEARTBEAT")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
         let instance_counters = PerCpuHashMap::try_from(take(&mut ebpf, "INSTANCE_COUNTERS")?)?;
+        let lb = LbMaps::take(&mut ebpf)?;
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
         // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, which
         // deregisters it before dropping it, so the descriptor outlives the registration.
@@ -148,6 +154,7 @@ impl Dataplane {
             counters,
             instance_counters,
             events: Some(Events(events)),
+            lb,
         })
     }
 

@@ -150,7 +150,7 @@ fn master_advertises_on_schedule_and_refreshes_garp() {
     let mut e = started(255, true);
     assert_eq!(
         e.handle(Input::Timer, SEC),
-        vec![Action::SendAdvert { priority: 255 }, Action::AddAddresses]
+        vec![Action::SendAdvert { priority: 255 }, Action::RenewAddresses]
     );
     assert_eq!(e.next_wakeup(), Some(2 * SEC));
     // A late wake-up does not drift the schedule.
@@ -293,7 +293,7 @@ fn a_master_renews_its_addresses_every_second() {
     let mut e = started(255, true);
     assert_eq!(e.next_wakeup(), Some(SEC));
     let actions = e.handle(Input::Timer, SEC);
-    assert!(actions.contains(&Action::AddAddresses), "{actions:?}");
+    assert!(actions.contains(&Action::RenewAddresses), "{actions:?}");
     assert!(actions.contains(&Action::SendAdvert { priority: 255 }));
     e.handle(Input::Advert(advert(255, 100, 2 * SEC)), 2 * SEC);
     let mut higher = advert(255, 100, 2 * SEC);

@@ -278,7 +278,7 @@ fn route_message(route: &VirtualRoute, ifindex: Option<u32>) -> RouteMessage {
     b.build()
 }
 
-fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+pub(super) fn address_of(m: &AddressMessage) -> Option<IpAddr> {
     // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS otherwise.
     let local = m.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(a) => Some(*a),
@@ -299,6 +299,19 @@ fn tentative(m: &AddressMessage) -> bool {
     });
     flags.is_some_and(|f| f.contains(AddressFlags::Tentative))
         || m.header.flags.contains(AddressHeaderFlags::Tentative)
+}
+
+/// An interface's name from its index (fails for unknown indexes).
+pub fn if_name(index: u32) -> Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if name.is_null() {
+        bail!("no interface has index {index}");
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
 }
 
 /// Resolves an interface name to its index (fails for unknown names).

@@ -3,5 +3,6 @@
 pub mod keeper;
 pub mod link;
 pub mod monitor;
+pub mod neighbours;
 pub mod sockets;
 pub mod xdp;

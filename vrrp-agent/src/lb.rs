@@ -1,0 +1,320 @@
+//! The load balancer's agent side: keeps the kernel's services and scheduling tables in line
+//! with the `virtual_server` blocks and what the checkers say.
+//!
+//! What a service forwards to: its real servers that are up with a weight above 0
+//! (`inhibit_on_failure` keeps a failed one at weight 0: in the pool for its established
+//! flows, out of the table for new ones), or only its `sorry_server` while the checkers say
+//! the quorum is lost. The table is a weighted sequence for `rr`/`wrr` (and `lc`/`wlc`,
+//! approximated: see docs/load-balancing.md) or a Maglev table for `sh`/`mh`. DR needs each
+//! real server's MAC: it is read from the neighbour table (the checkers' own connections fill
+//! it); one not known yet is asked for and left out of the table until it is.
+
+mod table;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, UdpSocket},
+};
+
+use vrrp_common::{
+    InstanceKey,
+    lb::{
+        KIND_DR, KIND_NAT, LbBackend, LbService, LbServiceKey, MAX_REAL_SERVERS, MAX_SERVICES,
+        TABLE_SLOTS, lb_counters, pick,
+    },
+};
+
+use crate::{
+    checker::VirtualServerStatus,
+    config::{Protocol, VirtualServer},
+    dataplane::Dataplane,
+    net::link::Netlink,
+};
+
+/// The index the sorry server's counters live at.
+const SORRY_INDEX: u32 = MAX_REAL_SERVERS - 1;
+
+/// One service as last written to the kernel.
+#[derive(Clone, PartialEq)]
+struct Written {
+    service: LbService,
+    table: Vec<LbBackend>,
+}
+
+/// The agent's copy of what the kernel forwards.
+#[derive(Default)]
+pub struct Balancer {
+    written: BTreeMap<LbServiceKey, Written>,
+    /// Interfaces running our program for NAT replies (attached once).
+    reply_interfaces: Vec<u32>,
+}
+
+/// A real server the table may hold: where it is and its weight now.
+struct Candidate {
+    addr: Ipv4Addr,
+    port: u16,
+    weight: u32,
+    index: u32,
+}
+
+/// Whether the XDP balancer forwards this virtual server; `Err` says why not (the config
+/// checker warns with it).
+pub fn forwardable(vs: &VirtualServer) -> Result<(), String> {
+    if !vs.address.is_ipv4() {
+        return Err("IPv6 virtual servers are health-checked but not load-balanced: the XDP load balancer is IPv4-only".into());
+    }
+    if vs.protocol == Protocol::Sctp {
+        return Err(
+            "SCTP virtual servers are health-checked but not load-balanced (TCP and UDP are)"
+                .into(),
+        );
+    }
+    if vs.real_servers.len() >= SORRY_INDEX as usize {
+        return Err(format!(
+            "only the first {} real servers of a virtual server are load-balanced",
+            SORRY_INDEX
+        ));
+    }
+    Ok(())
+}
+
+impl Balancer {
+    /// Whether nothing is being forwarded (no wake-ups are needed for it).
+    pub fn is_idle(&self) -> bool {
+        self.written.is_empty()
+    }
+
+    /// Brings the kernel in line: `servers` as configured, `status` from the checkers (same
+    /// order), `gate` the VRRP instance holding an address as a VIP, if any.
+    pub async fn sync(
+        &mut self,
+        dataplane: &mut Dataplane,
+        netlink: &Netlink,
+        servers: &[VirtualServer],
+        status: &[VirtualServerStatus],
+        gate: impl Fn(IpAddr) -> Option<InstanceKey>,
+    ) {
+        let mut wanted = BTreeMap::new();
+        let mut nat = false;
+        for (id, (vs, st)) in servers.iter().zip(status).enumerate() {
+            if id >= MAX_SERVICES as usize || forwardable(vs).is_err() {
+                continue;
+            }
+            let IpAddr::V4(addr) = vs.address else {
+                continue;
+            };
+            let kind = if vs.method.eq_ignore_ascii_case("DR") {
+                KIND_DR
+            } else {
+                KIND_NAT
+            };
+            nat |= kind == KIND_NAT;
+            let mut backends = Vec::new();
+            for c in candidates(vs, st) {
+                let Some(backend) = self.locate(dataplane, netlink, &c, kind).await else {
+                    continue;
+                };
+                backends.push((backend, c));
+            }
+            let table = schedule(vs, &backends);
+            let key = LbServiceKey {
+                addr: addr.octets(),
+                port: vs.port.to_be_bytes(),
+                protocol: if vs.protocol == Protocol::Udp { 17 } else { 6 },
+                pad: 0,
+            };
+            let instance = gate(vs.address);
+            let generation = self.written.get(&key).map_or(0, |w| {
+                let same = w.table == table && w.service.slots == table.len() as u32;
+                if same {
+                    w.service.generation
+                } else {
+                    w.service.generation.wrapping_add(1)
+                }
+            });
+            let service = LbService {
+                generation,
+                pad2: 0,
+                id: id as u32,
+                slots: table.len() as u32,
+                persistence_s: vs.persistence_timeout.unwrap_or(0),
+                kind,
+                pick: pick_of(vs),
+                gated: u8::from(instance.is_some()),
+                pad: 0,
+                instance: instance.unwrap_or_default(),
+            };
+            wanted.insert(key, Written { service, table });
+        }
+        for key in self.written.keys() {
+            if !wanted.contains_key(key) {
+                dataplane.lb.remove_service(key);
+            }
+        }
+        for (key, w) in &wanted {
+            if self.written.get(key) == Some(w) {
+                continue;
+            }
+            match dataplane.lb.set_service(*key, w.service, &w.table) {
+                Ok(()) => {
+                    let kept = |b: &LbBackend| w.table.contains(b);
+                    dataplane.lb.forget_persistence(w.service.id, kept);
+                    tracing::info!(
+                        service = %service_name(key),
+                        slots = w.table.len(),
+                        "load-balancing table updated"
+                    );
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "load balancer"),
+            }
+        }
+        if let Err(e) = dataplane.lb.set_nat_in_use(nat) {
+            tracing::error!(error = %format!("{e:#}"), "load balancer");
+        }
+        self.written = wanted;
+    }
+
+    /// Where a real server is: for NAT its address and port are enough (the stack routes),
+    /// but its interface must run our program for the replies; for DR also its MAC.
+    async fn locate(
+        &mut self,
+        dataplane: &mut Dataplane,
+        netlink: &Netlink,
+        c: &Candidate,
+        kind: u8,
+    ) -> Option<LbBackend> {
+        let mut backend = LbBackend {
+            addr: c.addr.octets(),
+            port: c.port.to_be_bytes(),
+            mac: [0; 6],
+            ifindex: 0,
+            index: c.index,
+        };
+        let ifindex = match netlink.connected_interface(c.addr).await {
+            Ok(Some(i)) => i,
+            Ok(None) if kind == KIND_NAT => return Some(backend),
+            Ok(None) => {
+                tracing::warn!(server = %c.addr, "lb_kind DR needs the real server on a directly connected subnet");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(server = %c.addr, error = %format!("{e:#}"), "real server");
+                return None;
+            }
+        };
+        backend.ifindex = ifindex;
+        if kind == KIND_NAT {
+            self.serve_replies(dataplane, netlink, ifindex).await;
+            return Some(backend);
+        }
+        match netlink.neighbour(ifindex, c.addr).await {
+            Ok(Some(mac)) => {
+                backend.mac = mac;
+                Some(backend)
+            }
+            _ => {
+                // Make the kernel resolve it; the next sync finds it.
+                if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+                    let _ = s.send_to(&[0], (c.addr, 9));
+                }
+                tracing::debug!(server = %c.addr, "real server's MAC not known yet");
+                None
+            }
+        }
+    }
+
+    /// Attaches the program to an interface NAT replies arrive on (once).
+    async fn serve_replies(&mut self, dataplane: &mut Dataplane, netlink: &Netlink, ifindex: u32) {
+        if self.reply_interfaces.contains(&ifindex) {
+            return;
+        }
+        let Ok(name) = crate::net::link::if_name(ifindex) else {
+            return;
+        };
+        match dataplane.attach(netlink, ifindex, &name).await {
+            Ok(_) => self.reply_interfaces.push(ifindex),
+            Err(e) => {
+                tracing::warn!(interface = %name, error = %format!("{e:#}"), "NAT replies cannot be translated there")
+            }
+        }
+    }
+
+    /// Fills the forwarding counters into the checkers' status (packets, bytes, new flows).
+    pub fn annotate(&self, dataplane: &Dataplane, status: &mut [VirtualServerStatus]) {
+        for (id, vs) in status.iter_mut().enumerate() {
+            for (index, rs) in vs.real_servers.iter_mut().enumerate() {
+                let c = dataplane.lb.counters(id as u32, index as u32);
+                rs.packets = c[lb_counters::PACKETS];
+                rs.bytes = c[lb_counters::BYTES];
+                rs.flows = c[lb_counters::FLOWS];
+            }
+        }
+    }
+}
+
+/// The real servers a service may send new flows to now, or its sorry server.
+fn candidates(vs: &VirtualServer, st: &VirtualServerStatus) -> Vec<Candidate> {
+    if st.sorry_server_active
+        && let Some((IpAddr::V4(addr), port)) = vs.sorry_server
+    {
+        return vec![Candidate {
+            addr,
+            port,
+            weight: 1,
+            index: SORRY_INDEX,
+        }];
+    }
+    vs.real_servers
+        .iter()
+        .zip(&st.real_servers)
+        .enumerate()
+        .filter_map(|(index, (rs, s))| match rs.address {
+            IpAddr::V4(addr) if s.up && s.weight > 0 => Some(Candidate {
+                addr,
+                port: rs.port,
+                weight: s.weight,
+                index: index as u32,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The table of a service over the located real servers.
+fn schedule(vs: &VirtualServer, backends: &[(LbBackend, Candidate)]) -> Vec<LbBackend> {
+    let scheduler = vs.scheduler.to_ascii_lowercase();
+    let weights: Vec<u32> = backends
+        .iter()
+        .map(|(_, c)| if scheduler == "rr" { 1 } else { c.weight })
+        .collect();
+    let order = if scheduler == "sh" || scheduler == "mh" {
+        let names: Vec<String> = backends
+            .iter()
+            .map(|(_, c)| format!("{}:{}", c.addr, c.port))
+            .collect();
+        table::maglev(&names, &weights, TABLE_SLOTS as usize)
+    } else {
+        table::weighted_sequence(&weights, TABLE_SLOTS as usize)
+    };
+    order.into_iter().map(|i| backends[i].0).collect()
+}
+
+/// How the kernel picks a slot for the service's scheduler.
+fn pick_of(vs: &VirtualServer) -> u8 {
+    let port = |flag: &str| vs.flags.iter().any(|f| f == flag);
+    match vs.scheduler.to_ascii_lowercase().as_str() {
+        "sh" if port("sh-port") => pick::SOURCE_PORT,
+        "mh" if port("mh-port") => pick::SOURCE_PORT,
+        "sh" | "mh" => pick::SOURCE,
+        _ => pick::CURSOR,
+    }
+}
+
+fn service_name(key: &LbServiceKey) -> String {
+    let proto = if key.protocol == 17 { "UDP" } else { "TCP" };
+    format!(
+        "{}:{}/{proto}",
+        Ipv4Addr::from(key.addr),
+        u16::from_be_bytes(key.port)
+    )
+}
