@@ -108,10 +108,15 @@ fn sysctl(ns: &str, key: &str, value: &str) {
 
 /// Opens `n` connections from the client to VIP:80 and counts who answered.
 fn spread(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
+    spread_to(lab, 80, n)
+}
+
+/// Opens `n` connections from the client to VIP:`port` and counts who answered.
+fn spread_to(lab: &Lab, port: u16, n: usize) -> BTreeMap<String, usize> {
     vrrp_lab::netns::run_in(&lab.client.ns, move || {
         let mut seen = BTreeMap::new();
         for _ in 0..n {
-            let answer = TcpStream::connect_timeout(&(VIP, 80).into(), SEC)
+            let answer = TcpStream::connect_timeout(&(VIP, port).into(), SEC)
                 .and_then(|mut s| {
                     s.set_read_timeout(Some(SEC))?;
                     // The greeting (the name) comes in one segment.
@@ -244,7 +249,7 @@ fn count_prefix(seen: &BTreeMap<String, usize>, prefix: &str) -> usize {
 }
 
 #[test]
-fn nat_rewrites_both_ways_and_rr_spreads_evenly() {
+fn nat_rewrites_both_ways_and_rr_spreads_evenly_over_a_virtual_server_group() {
     if !require_root("nat_rewrites_both_ways…") {
         return;
     }
@@ -268,9 +273,12 @@ fn nat_rewrites_both_ways_and_rr_spreads_evenly() {
             NameService::start(ns, &format!("rs{}", i + 1))
         })
         .collect();
-    let agent = lab
-        .spawn_agent(lab.router(0), &director_config("rr", "NAT", ""))
-        .expect("director");
+    // One service on two ports (a virtual_server_group), both translated to the servers' 80.
+    let config = director_config("rr", "NAT", "").replace(
+        &format!("virtual_server {VIP} 80 {{"),
+        &format!("virtual_server_group WEB {{\n    {VIP} 80\n    {VIP} 8080\n}}\nvirtual_server group WEB {{"),
+    );
+    let agent = lab.spawn_agent(lab.router(0), &config).expect("director");
     for i in 3..=5 {
         wait_server(&agent, &format!("10.0.0.{i}:80"), true);
     }
@@ -287,6 +295,9 @@ fn nat_rewrites_both_ways_and_rr_spreads_evenly() {
         let n = seen.get(rs).copied().unwrap_or(0);
         assert!((6..=14).contains(&n), "{seen:?}");
     }
+    // The group's other entry is the same service: same servers, same table.
+    let seen = spread_to(&lab, 8080, 6);
+    assert_eq!(count_prefix(&seen, "rs"), 6, "VIP:8080: {seen:?}");
 }
 
 #[test]

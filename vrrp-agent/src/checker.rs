@@ -541,6 +541,7 @@ mod tests {
                 omega: true,
                 sorry_server: Some((std::net::IpAddr::from([192, 0, 2, 200]), 80)),
                 sorry_server_inhibit: false,
+                group: Vec::new(),
                 real_servers: vec![real_server(1, 2), real_server(2, 2), real_server(3, 1)],
             };
             let (tx, _rx) = mpsc::unbounded_channel();

@@ -60,7 +60,7 @@ struct Candidate {
 /// Whether the XDP balancer forwards this virtual server; `Err` says why not (the config
 /// checker warns with it).
 pub fn forwardable(vs: &VirtualServer) -> Result<(), String> {
-    if !vs.address.is_ipv4() {
+    if !vs.address.is_ipv4() || vs.group.iter().any(|(a, _)| !a.is_ipv4()) {
         return Err("IPv6 virtual servers are health-checked but not load-balanced: the XDP load balancer is IPv4-only".into());
     }
     if vs.protocol == Protocol::Sctp {
@@ -100,9 +100,6 @@ impl Balancer {
             if id >= MAX_SERVICES as usize || forwardable(vs).is_err() {
                 continue;
             }
-            let IpAddr::V4(addr) = vs.address else {
-                continue;
-            };
             let kind = if vs.method.eq_ignore_ascii_case("DR") {
                 KIND_DR
             } else {
@@ -117,34 +114,48 @@ impl Balancer {
                 backends.push((backend, c));
             }
             let table = schedule(vs, &backends);
-            let key = LbServiceKey {
-                addr: addr.octets(),
-                port: vs.port.to_be_bytes(),
-                protocol: if vs.protocol == Protocol::Udp { 17 } else { 6 },
-                pad: 0,
+            // A virtual_server_group: every member forwarded alike (one table, one id).
+            let members = if vs.group.is_empty() {
+                vec![(vs.address, vs.port)]
+            } else {
+                vs.group.clone()
             };
-            let instance = gate(vs.address);
-            let generation = self.written.get(&key).map_or(0, |w| {
-                let same = w.table == table && w.service.slots == table.len() as u32;
-                if same {
-                    w.service.generation
-                } else {
-                    w.service.generation.wrapping_add(1)
-                }
-            });
-            let service = LbService {
-                generation,
-                pad2: 0,
-                id: id as u32,
-                slots: table.len() as u32,
-                persistence_s: vs.persistence_timeout.unwrap_or(0),
-                kind,
-                pick: pick_of(vs),
-                gated: u8::from(instance.is_some()),
-                pad: 0,
-                instance: instance.unwrap_or_default(),
-            };
-            wanted.insert(key, Written { service, table });
+            for (address, port) in members {
+                let IpAddr::V4(addr) = address else { continue };
+                let key = LbServiceKey {
+                    addr: addr.octets(),
+                    port: port.to_be_bytes(),
+                    protocol: if vs.protocol == Protocol::Udp { 17 } else { 6 },
+                    pad: 0,
+                };
+                let generation = self.written.get(&key).map_or(0, |w| {
+                    if w.table == table {
+                        w.service.generation
+                    } else {
+                        w.service.generation.wrapping_add(1)
+                    }
+                });
+                let instance = gate(address);
+                let service = LbService {
+                    generation,
+                    pad2: 0,
+                    id: id as u32,
+                    slots: table.len() as u32,
+                    persistence_s: vs.persistence_timeout.unwrap_or(0),
+                    kind,
+                    pick: pick_of(vs),
+                    gated: u8::from(instance.is_some()),
+                    pad: 0,
+                    instance: instance.unwrap_or_default(),
+                };
+                wanted.insert(
+                    key,
+                    Written {
+                        service,
+                        table: table.clone(),
+                    },
+                );
+            }
         }
         for key in self.written.keys() {
             if !wanted.contains_key(key) {

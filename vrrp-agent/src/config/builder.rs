@@ -32,6 +32,8 @@ pub(super) struct Builder {
     pub(super) track_processes: Vec<super::TrackProcess>,
     /// `virtual_server` blocks.
     pub(super) virtual_servers: Vec<super::VirtualServer>,
+    /// `virtual_server_group` blocks: name and members.
+    pub(super) vs_groups: Vec<(String, Vec<(std::net::IpAddr, u16)>)>,
     /// Every `MISC_CHECK` script (for the script security checks).
     pub(super) misc_scripts: Vec<super::Script>,
     /// Where each `track_*` entry was written, to report unknown names there.
@@ -53,6 +55,7 @@ impl Builder {
                 "track_file" | "vrrp_track_file" => self.track_file_block(s),
                 "vrrp_track_process" => self.vrrp_track_process(s),
                 "virtual_server" => self.virtual_server(s),
+                "virtual_server_group" => self.virtual_server_group(s),
                 // The man page files SSL's keywords with virtual_server's.
                 "SSL" => self.unknown(s, "virtual_server"),
                 _ => self.unknown(s, "top"),

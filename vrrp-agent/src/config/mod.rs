@@ -18,6 +18,7 @@ mod syntax;
 mod tracking;
 mod values;
 mod virtual_server;
+mod vs_group;
 
 use std::{
     net::{IpAddr, Ipv4Addr},

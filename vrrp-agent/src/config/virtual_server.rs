@@ -44,6 +44,9 @@ pub struct VirtualServer {
     pub sorry_server_inhibit: bool,
     /// The real servers.
     pub real_servers: Vec<RealServer>,
+    /// With `virtual_server group NAME`: every address and port of the group (`address` and
+    /// `port` are the first); empty otherwise.
+    pub group: Vec<(IpAddr, u16)>,
 }
 
 /// The transport a virtual server balances.
@@ -213,18 +216,28 @@ const BLOCK: &str = "virtual_server";
 impl Builder {
     /// `virtual_server IP [PORT] { ... }`.
     pub(super) fn virtual_server(&mut self, s: &Statement) {
+        let mut group = Vec::new();
         let (address, port) = match s.args.as_slice() {
-            [kind, ..] if kind.text == "fwmark" || kind.text == "group" => {
+            [kind, ..] if kind.text == "fwmark" => {
                 self.errors.push(
-                    Diagnostic::new(&kind.location, format!("`virtual_server {}` is not supported", kind.text))
-                        .hint(if kind.text == "fwmark" {
-                            "netfilter marks are set after XDP and TC see a packet; declare the service as `virtual_server IP PORT`"
-                        } else {
-                            "virtual_server_group is not implemented yet; declare each service as `virtual_server IP PORT`"
-                        }),
+                    Diagnostic::new(&kind.location, "`virtual_server fwmark` is not supported")
+                        .hint("netfilter marks are set after XDP and TC see a packet; declare the service as `virtual_server IP PORT`"),
                 );
                 return;
             }
+            [kind, name] if kind.text == "group" => match self.vs_group(&name.text) {
+                Some(members) if !members.is_empty() => {
+                    group = members.to_vec();
+                    (Some(members[0].0), Some(members[0].1))
+                }
+                _ => {
+                    self.errors.push(
+                        Diagnostic::new(&name.location, format!("no virtual_server_group {} with entries", name.text))
+                            .hint("define `virtual_server_group NAME { IP PORT }` before the virtual_server that uses it"),
+                    );
+                    return;
+                }
+            },
             [ip] => (self.address_word(ip), Some(0)),
             [ip, port] => (self.address_word(ip), self.port_word(port)),
             _ => {
@@ -259,6 +272,7 @@ impl Builder {
             sorry_server: None,
             sorry_server_inhibit: false,
             real_servers: Vec::new(),
+            group,
         };
         let mut common = Common::default();
         let mut real_servers = Vec::new();
@@ -706,7 +720,7 @@ impl Builder {
         }
     }
 
-    fn address_word(&mut self, w: &super::Word) -> Option<IpAddr> {
+    pub(super) fn address_word(&mut self, w: &super::Word) -> Option<IpAddr> {
         match w.text.parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -719,7 +733,7 @@ impl Builder {
         }
     }
 
-    fn port_word(&mut self, w: &super::Word) -> Option<u16> {
+    pub(super) fn port_word(&mut self, w: &super::Word) -> Option<u16> {
         match w.text.parse() {
             Ok(p) => Some(p),
             Err(_) => {

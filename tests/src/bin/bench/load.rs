@@ -64,13 +64,13 @@ pub struct Sample {
 
 /// A sender thread: `frames` out of `capture`, `per_ms` of them every millisecond (or as
 /// fast as it can when `per_ms` is 0), cycling.
-struct Generator {
+pub(crate) struct Generator {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<(u64, Duration)>>,
 }
 
 impl Generator {
-    fn start(captures: Vec<Capture>, frames: Frames, per_ms: usize) -> Self {
+    pub(crate) fn start(captures: Vec<Capture>, frames: Frames, per_ms: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -111,7 +111,7 @@ impl Generator {
     }
 
     /// Stops; returns frames sent and the thread's CPU time.
-    fn stop(mut self) -> (u64, Duration) {
+    pub(crate) fn stop(mut self) -> (u64, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
@@ -140,7 +140,7 @@ pub fn extra_links(lab: &Lab, ifaces: usize) -> Result<()> {
 }
 
 /// The frames a generator cycles through, per interface.
-type Frames = Vec<Vec<Vec<u8>>>;
+pub(crate) type Frames = Vec<Vec<Vec<u8>>>;
 
 /// Each interface's generator frames: the adverts of the instances on it, from r2 at
 /// priority 200 (or `flaw`ed).

@@ -7,6 +7,7 @@
 mod arp;
 mod daemon;
 mod failover;
+mod forward;
 mod load;
 mod report;
 mod services;
@@ -25,7 +26,7 @@ pub struct Plan {
     /// Where the report goes.
     pub out: PathBuf,
     /// `--only a,b`: just these scenarios (failover, backup, master, flood, arp, checks,
-    /// memory).
+    /// memory, forward).
     pub only: Option<Vec<String>>,
 }
 
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
             }
             other => {
                 eprintln!(
-                    "bench: unknown argument {other} (use --quick, --out DIR, --only failover,backup,master,flood,arp,checks,memory)"
+                    "bench: unknown argument {other} (use --quick, --out DIR, --only failover,backup,master,flood,arp,checks,memory,forward)"
                 );
                 return ExitCode::FAILURE;
             }
@@ -126,6 +127,10 @@ fn run(plan: &Plan) -> Result<()> {
             say(&format!("flood of {flood}, {}", imp.name()));
             r.load.push(load::flood(imp, flood, flood_window)?);
         }
+    }
+    if plan.wants("forward") {
+        say("load balancer forwarding (vrrp-agent; keepalived would need IPVS)");
+        r.forward.push(forward::run(flood_window)?);
     }
     for imp in Impl::BOTH.into_iter().filter(|_| plan.wants("arp")) {
         say(&format!("ARP responder, {}", imp.name()));

@@ -28,6 +28,8 @@ pub struct Report {
     pub checks: Vec<services::CheckSample>,
     /// Scenario 6.
     pub memory: Vec<services::MemorySample>,
+    /// The load balancer's forwarding rate.
+    pub forward: Vec<crate::forward::ForwardSample>,
     /// Wall time of the run, s.
     pub elapsed_s: f64,
 }
@@ -92,6 +94,7 @@ impl Report {
             arp: Vec::new(),
             checks: Vec::new(),
             memory: Vec::new(),
+            forward: Vec::new(),
             elapsed_s: 0.0,
         }
     }
@@ -205,6 +208,18 @@ impl Report {
             };
             let (a, b) = (of(Impl::Agent), of(Impl::Keepalived));
             let _ = writeln!(md, "| {k} | {} | {} | {} |", opt(a), opt(b), ratio(b, a));
+        }
+        md.push_str("\n## 7. Load balancer: XDP forwarding (DR, mh, UDP, 256 flows)\n\nkeepalived balances with IPVS, which this kernel lacks: vrrp-agent alone. Forwarded = the director's own per real server counter; per core = forwarded / whole-system busy (generic XDP on veth runs in softirq, and the generator shares the two CPUs).\n\n| generated/s | forwarded/s | system busy (cores) | generator (cores) | forwarded per busy core-second |\n|---|---|---|---|---|\n");
+        for s in &self.forward {
+            let _ = writeln!(
+                md,
+                "| {:.0} | {:.0} | {:.2} | {:.2} | {:.0} |",
+                s.generated_per_s,
+                s.forwarded_per_s,
+                s.system_busy,
+                s.generator,
+                s.forwarded_per_s / s.system_busy.max(1e-9)
+            );
         }
         md
     }
