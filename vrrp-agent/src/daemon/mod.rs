@@ -11,10 +11,11 @@ mod reload;
 mod setup;
 mod signals;
 mod sync;
+mod timers;
 mod tracking;
 
 use std::{
-    collections::{BTreeMap, btree_map},
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::Arc,
@@ -39,7 +40,7 @@ use crate::{
         sockets::{AdvertSender, Announcer, FrameBatch},
     },
     notify::Notifier,
-    packet::{Advert, bytes16},
+    packet::bytes16,
 };
 
 /// Reads CLOCK_MONOTONIC, the clock of the kernel's advert timestamps.
@@ -401,35 +402,6 @@ impl Instance {
 }
 
 impl Daemon {
-    /// Runs the timers of the instances whose deadline has come (on the advert grid, every
-    /// master with one interval at once); the others are not touched, so a wake-up costs
-    /// what is due, not one pass over every instance.
-    async fn timers_due(&mut self) {
-        if self.deadlines.len() != self.instances.len() {
-            self.refresh_deadlines();
-        }
-        let now = now_ns();
-        for i in 0..self.instances.len() {
-            if self.deadlines[i].is_some_and(|at| at <= now) {
-                self.timer(i).await;
-            }
-        }
-    }
-
-    /// Recomputes every instance's next deadline.
-    fn refresh_deadlines(&mut self) {
-        self.deadlines.clear();
-        self.deadlines
-            .extend(self.instances.iter().map(|i| i.election.next_wakeup()));
-    }
-
-    /// Records an instance's next deadline after its election moved.
-    fn note_deadline(&mut self, index: usize) {
-        if let Some(slot) = self.deadlines.get_mut(index) {
-            *slot = self.instances[index].election.next_wakeup();
-        }
-    }
-
     async fn kernel_event(&mut self, ev: &vrrp_common::Event) {
         let Some(index) = self.instances.iter().position(|i| i.key == ev.key) else {
             return;
@@ -446,26 +418,6 @@ impl Daemon {
             self.handle(index, Input::Advert(advert_seen(&ev.advert, &ev.key)))
                 .await;
         }
-    }
-
-    /// Time passed for an instance (its own deadline, another instance's, or the kernel's
-    /// master-down timer). A backup's election first learns the last advert the kernel
-    /// counted: events come only on change, so its own copy of the master-down deadline is
-    /// stale while a healthy master keeps advertising, and acting on it would take over from
-    /// a live master whenever anything else wakes the daemon.
-    /// The map is read only when the stale deadline has passed (`master_down_due`), the one
-    /// case where it matters: a wake-up per master advert must not cost a syscall per backup.
-    async fn timer(&mut self, index: usize) {
-        let instance = &self.instances[index];
-        if instance.election.master_down_due(now_ns())
-            && let Some(seen) = self.dataplane.seen(&instance.key)
-            && seen.generation == instance.generation
-            && instance.election.master().is_none_or(|m| m.at < seen.at_ns)
-        {
-            let advert = advert_seen(&seen, &instance.key);
-            self.handle(index, Input::Advert(advert)).await;
-        }
-        self.handle(index, Input::Timer).await;
     }
 
     async fn apply(&mut self, index: usize, action: Action) {
@@ -501,60 +453,6 @@ impl Daemon {
             Action::SendGratuitousArp => {
                 let announcements = instance.announcements(&instance.held);
                 self.keeper.announce(&name, announcements);
-            }
-        }
-    }
-
-    /// Sends one advert (re-sending the encoded one while nothing changed). Without the
-    /// kernel's egress stamp the heartbeat that keeps the XDP fence open is stamped here.
-    fn send_advert(&mut self, index: usize, priority: u8) {
-        let instance = &mut self.instances[index];
-        let ifindex = instance.adverts.ifindex();
-        let mut batch = match self.batches.entry(ifindex) {
-            btree_map::Entry::Occupied(batch) => Some(batch.into_mut()),
-            btree_map::Entry::Vacant(slot) => match FrameBatch::open(ifindex) {
-                Ok(batch) => Some(slot.insert(batch)),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "adverts go out one by one");
-                    None
-                }
-            },
-        };
-        let sent = match instance.adverts.resend(priority, batch.as_deref_mut()) {
-            Some(sent) => sent,
-            None => {
-                let advert = Advert {
-                    version: instance.config.version,
-                    auth: instance.config.auth_pass,
-                    vrid: instance.config.vrid,
-                    priority,
-                    interval_cs: instance.config.advert_int_cs,
-                    addresses: instance
-                        .config
-                        .virtual_addresses
-                        .iter()
-                        .map(|v| v.address)
-                        .collect(),
-                };
-                instance.adverts.send(&advert, batch)
-            }
-        };
-        match sent {
-            Ok(()) if !self.dataplane.stamps_in_kernel(instance.iface.index) => {
-                self.dataplane.stamp_heartbeat(instance.key, now_ns());
-            }
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(instance = %instance.config.name, error = %e, "sending an advert failed")
-            }
-        }
-    }
-
-    /// Sends the multicast adverts queued in this pass, one system call per interface.
-    fn flush_adverts(&mut self) {
-        for (ifindex, batch) in &mut self.batches {
-            if let Err((lost, e)) = batch.flush() {
-                tracing::warn!(ifindex, lost, error = %e, "sending adverts failed");
             }
         }
     }
