@@ -12,8 +12,9 @@
 mod table;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, UdpSocket},
+    time::{Duration, Instant},
 };
 
 use vrrp_common::{
@@ -47,7 +48,12 @@ pub struct Balancer {
     written: BTreeMap<LbServiceKey, Written>,
     /// Interfaces running our program for NAT replies (attached once).
     reply_interfaces: Vec<u32>,
+    /// Where each real server was found (interface, MAC) and when.
+    located: HashMap<(Ipv4Addr, u8), (u32, [u8; 6], Instant)>,
 }
+
+/// How long a real server's interface and MAC are trusted before netlink is asked again.
+const LOCATE_TTL: Duration = Duration::from_secs(10);
 
 /// A real server the table may hold: where it is and its weight now.
 struct Candidate {
@@ -185,8 +191,9 @@ impl Balancer {
         self.written = wanted;
     }
 
-    /// Where a real server is: for NAT its address and port are enough (the stack routes),
-    /// but its interface must run our program for the replies; for DR also its MAC.
+    /// Where a real server is (its interface and, for DR, its MAC), from the cache while it
+    /// is fresh: a sync runs on every verdict and every second, and two netlink dumps per
+    /// real server each time would not scale to many servers.
     async fn locate(
         &mut self,
         dataplane: &mut Dataplane,
@@ -194,41 +201,57 @@ impl Balancer {
         c: &Candidate,
         kind: u8,
     ) -> Option<LbBackend> {
-        let mut backend = LbBackend {
+        let key = (c.addr, kind);
+        let (ifindex, mac) = match self.located.get(&key) {
+            Some(&(ifindex, mac, at)) if at.elapsed() < LOCATE_TTL => (ifindex, mac),
+            _ => {
+                let found = self.look_up(dataplane, netlink, c.addr, kind).await?;
+                self.located.insert(key, (found.0, found.1, Instant::now()));
+                found
+            }
+        };
+        Some(LbBackend {
             addr: c.addr.octets(),
             port: c.port.to_be_bytes(),
-            mac: [0; 6],
-            ifindex: 0,
+            mac,
+            ifindex,
             index: c.index,
-        };
-        let ifindex = match netlink.connected_interface(c.addr).await {
+        })
+    }
+
+    /// Asks netlink where a real server is: for NAT its address is enough (the stack
+    /// routes), but its interface must run our program for the replies; for DR also its MAC.
+    async fn look_up(
+        &mut self,
+        dataplane: &mut Dataplane,
+        netlink: &Netlink,
+        addr: Ipv4Addr,
+        kind: u8,
+    ) -> Option<(u32, [u8; 6])> {
+        let ifindex = match netlink.connected_interface(addr).await {
             Ok(Some(i)) => i,
-            Ok(None) if kind == KIND_NAT => return Some(backend),
+            Ok(None) if kind == KIND_NAT => return Some((0, [0; 6])),
             Ok(None) => {
-                tracing::warn!(server = %c.addr, "lb_kind DR needs the real server on a directly connected subnet");
+                tracing::warn!(server = %addr, "lb_kind DR needs the real server on a directly connected subnet");
                 return None;
             }
             Err(e) => {
-                tracing::warn!(server = %c.addr, error = %format!("{e:#}"), "real server");
+                tracing::warn!(server = %addr, error = %format!("{e:#}"), "real server");
                 return None;
             }
         };
-        backend.ifindex = ifindex;
         if kind == KIND_NAT {
             self.serve_replies(dataplane, netlink, ifindex).await;
-            return Some(backend);
+            return Some((ifindex, [0; 6]));
         }
-        match netlink.neighbour(ifindex, c.addr).await {
-            Ok(Some(mac)) => {
-                backend.mac = mac;
-                Some(backend)
-            }
+        match netlink.neighbour(ifindex, addr).await {
+            Ok(Some(mac)) => Some((ifindex, mac)),
             _ => {
                 // Make the kernel resolve it; the next sync finds it.
                 if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
-                    let _ = s.send_to(&[0], (c.addr, 9));
+                    let _ = s.send_to(&[0], (addr, 9));
                 }
-                tracing::debug!(server = %c.addr, "real server's MAC not known yet");
+                tracing::debug!(server = %addr, "real server's MAC not known yet");
                 None
             }
         }
