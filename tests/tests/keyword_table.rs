@@ -161,6 +161,10 @@ fn config_with(block: &str, line: &str) -> Option<String> {
             "{}vrrp_track_process p {{\n    process nginx\n{line}\n}}\n",
             instance("")
         ),
+        "virtual_server_group" => format!(
+            "{}virtual_server_group g {{\n    10.0.0.100 80\n{line}\n}}\n",
+            instance("")
+        ),
         // Inside blocks that are refused (or warned about) as a whole.
         _ => return None,
     })

@@ -20,10 +20,8 @@ impl Builder {
         let mut members = Vec::new();
         for st in block {
             if st.keyword.text == "fwmark" {
-                self.errors.push(
-                    Diagnostic::new(&st.keyword.location, "`fwmark` entries are not supported")
-                        .hint("netfilter marks are set after XDP and TC see a packet; list the addresses and ports"),
-                );
+                // Refused with the keyword table's reason (netfilter marks come after XDP).
+                self.unknown(st, "virtual_server_group");
                 continue;
             }
             let Some(port_word) = st.args.first() else {
