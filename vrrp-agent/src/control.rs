@@ -226,10 +226,13 @@ impl Status {
             for rs in &vs.real_servers {
                 let _ = writeln!(
                     out,
-                    "    real_server {:<22} {:<4} weight {}",
+                    "    real_server {:<22} {:<4} weight {}, forwarded {} flows, {} packets, {} bytes",
                     rs.server,
                     if rs.up { "UP" } else { "DOWN" },
-                    rs.weight
+                    rs.weight,
+                    rs.flows,
+                    rs.packets,
+                    rs.bytes
                 );
                 for c in &rs.checkers {
                     let why = c

@@ -194,6 +194,7 @@ pub fn render(status: &Status) -> String {
     let mut rs_weight = Vec::new();
     let mut checks = Vec::new();
     let mut failed = Vec::new();
+    let (mut packets, mut bytes, mut flows) = (Vec::new(), Vec::new(), Vec::new());
     for vs in &status.virtual_servers {
         for rs in &vs.real_servers {
             let labels = format!(
@@ -203,6 +204,9 @@ pub fn render(status: &Status) -> String {
             );
             rs_up.push((labels.clone(), u64::from(rs.up)));
             rs_weight.push((labels.clone(), u64::from(rs.weight)));
+            packets.push((labels.clone(), rs.packets));
+            bytes.push((labels.clone(), rs.bytes));
+            flows.push((labels.clone(), rs.flows));
             for c in &rs.checkers {
                 let labels = format!("{labels},check=\"{}\"", escape(&c.check));
                 checks.push((labels.clone(), c.attempts));
@@ -222,6 +226,25 @@ pub fn render(status: &Status) -> String {
         "A real server's weight in its pool now (0 while down).",
         &rs_weight,
     );
+    for (name, help, values) in [
+        (
+            "lvs_forwarded_packets_total",
+            "Packets the XDP load balancer forwarded to a real server.",
+            &packets,
+        ),
+        (
+            "lvs_forwarded_bytes_total",
+            "Bytes (IP length) the XDP load balancer forwarded to a real server.",
+            &bytes,
+        ),
+        (
+            "lvs_flows_total",
+            "New flows (connections) the XDP load balancer placed on a real server.",
+            &flows,
+        ),
+    ] {
+        family(name, "counter", help, values);
+    }
     family(
         "lvs_checks_total",
         "counter",
