@@ -285,6 +285,11 @@ impl Checkers {
         self.servers.iter().map(|s| s.config.clone()).collect()
     }
 
+    /// The configuration the checkers run with, borrowed (what `status` reports, in order).
+    pub fn configs(&self) -> Vec<&VirtualServer> {
+        self.servers.iter().map(|s| &s.config).collect()
+    }
+
     /// Takes a verdict in; returns the scripts to run because of it, in order.
     pub fn update(&mut self, verdict: Verdict) -> Vec<Notification> {
         let mut out = Vec::new();

@@ -96,7 +96,7 @@ impl Balancer {
         &mut self,
         dataplane: &mut Dataplane,
         netlink: &Netlink,
-        servers: &[VirtualServer],
+        servers: &[&VirtualServer],
         status: &[VirtualServerStatus],
         gate: impl Fn(IpAddr) -> Option<InstanceKey>,
     ) {

@@ -113,7 +113,7 @@ struct Daemon {
     /// Installs, renews and removes addresses and announces them, off this loop.
     keeper: AddressKeeper,
     /// Multicast adverts due in this pass of the loop, per interface (sent together).
-    batches: BTreeMap<u32, FrameBatch>,
+    batches: BTreeMap<u32, Option<FrameBatch>>,
     /// Each instance's next deadline (`Election::next_wakeup`), densely: a timer pass checks
     /// and sleeps on these without walking every instance's state. Kept by `step` during a
     /// timer pass and recomputed whole after any other event.
@@ -599,7 +599,7 @@ impl Daemon {
     /// Brings the load balancer in line with the checkers (cheap when nothing changed: the
     /// kernel is written only on a difference).
     async fn sync_balancer(&mut self) {
-        let servers = self.checkers.config();
+        let servers = self.checkers.configs();
         let status = self.checkers.status();
         let gates: Vec<(IpAddr, InstanceKey)> = self
             .instances

@@ -2,8 +2,6 @@
 //! backup's election brought up to date from the kernel before it acts on time, and adverts
 //! queued per interface and flushed with one `sendmmsg` each.
 
-use std::collections::btree_map;
-
 use super::{Daemon, advert_seen, now_ns};
 use crate::{election::Input, net::sockets::FrameBatch, packet::Advert};
 
@@ -62,16 +60,19 @@ impl Daemon {
     pub(super) fn send_advert(&mut self, index: usize, priority: u8) {
         let instance = &mut self.instances[index];
         let ifindex = instance.adverts.ifindex();
-        let mut batch = match self.batches.entry(ifindex) {
-            btree_map::Entry::Occupied(batch) => Some(batch.into_mut()),
-            btree_map::Entry::Vacant(slot) => match FrameBatch::open(ifindex) {
-                Ok(batch) => Some(slot.insert(batch)),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "adverts go out one by one");
-                    None
-                }
-            },
-        };
+        // Opened once per interface; a failure is remembered (and logged once), and that
+        // interface's adverts go out one by one on the raw socket.
+        let mut batch = self
+            .batches
+            .entry(ifindex)
+            .or_insert_with(|| {
+                FrameBatch::open(ifindex)
+                    .inspect_err(|e| {
+                        tracing::warn!(ifindex, error = %format!("{e:#}"), "adverts go out one by one")
+                    })
+                    .ok()
+            })
+            .as_mut();
         let sent = match instance.adverts.resend(priority, batch.as_deref_mut()) {
             Some(sent) => sent,
             None => {
@@ -105,7 +106,7 @@ impl Daemon {
     /// Sends the multicast adverts queued in this pass, one system call per interface.
     pub(super) fn flush_adverts(&mut self) {
         for (ifindex, batch) in &mut self.batches {
-            if let Err((lost, e)) = batch.flush() {
+            if let Some(Err((lost, e))) = batch.as_mut().map(FrameBatch::flush) {
                 tracing::warn!(ifindex, lost, error = %e, "sending adverts failed");
             }
         }
