@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod capture;
+pub mod faults;
 pub mod frames;
 pub mod frr;
 pub mod keepalived;

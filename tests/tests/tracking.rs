@@ -308,9 +308,11 @@ fn a_tracked_process_faults_the_instance_while_absent() {
         return;
     }
     let lab = Lab::new("trkproc", 1).expect("lab");
-    // A process with a name of its own: a copy of sleep.
+    // A process with a name of its own: sleep run through a link of that name (its comm is
+    // the name it was executed by). Not a copy: a copy written while parallel tests fork can
+    // fail to execute with ETXTBSY, the child inheriting the write descriptor.
     let program = lab.dir.join("trkproc-svc");
-    std::fs::copy("/bin/sleep", &program).unwrap();
+    std::os::unix::fs::symlink("/bin/sleep", &program).unwrap();
     let start = || {
         std::process::Command::new(&program)
             .arg("60")

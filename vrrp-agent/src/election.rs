@@ -241,6 +241,12 @@ impl Election {
         }
     }
 
+    /// Whether this backup's master-down timer runs in the kernel (a master has been heard in
+    /// this state), so the daemon learns of its expiry only from a kernel event.
+    pub fn kernel_timed(&self) -> bool {
+        self.state == State::Backup && self.master.is_some() && self.kernel_timing
+    }
+
     /// When the daemon must call [`Input::Timer`] next.
     ///
     /// In Backup, once an advert has been counted the dataplane's master-down timer (armed in
@@ -248,7 +254,7 @@ impl Election {
     /// event instead; before that, the agent's own timer covers a master that never appears.
     pub fn next_wakeup(&self) -> Option<Nanos> {
         let master_down = match (self.state, self.master) {
-            (State::Backup, Some(_)) if self.kernel_timing => None,
+            _ if self.kernel_timed() => None,
             _ => self.master_down_at,
         };
         [

@@ -159,10 +159,45 @@ fn test(args: &[OsString]) -> Result<()> {
         eprintln!("xtask: note: not root: lab tests will report themselves skipped");
     }
     step("running the tests");
-    run(cargo()
+    // The fault scenarios record what the lab looked like after each fault; summed below.
+    let faults = root().join("target/faults");
+    let _ = std::fs::remove_dir_all(&faults);
+    let outcome = run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
-        .env("VRRP_AGENT_BIN", root().join("target/debug/vrrp-agent")))
+        .env("VRRP_AGENT_BIN", root().join("target/debug/vrrp-agent"))
+        .env("VRRP_FAULTS_DIR", &faults));
+    fault_summary(&faults);
+    outcome
+}
+
+/// Prints the fault suite's line: how many scenarios ran and, summed over them, the VIPs
+/// nobody answered for, those answered by two nodes, and those left on a node that was not
+/// master once the lab should have settled.
+fn fault_summary(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let (mut scenarios, mut lost, mut dual, mut stray) = (0, 0, 0, 0);
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        if let [l, d, s] = fields[..] {
+            scenarios += 1;
+            lost += l;
+            dual += d;
+            stray += s;
+        }
+    }
+    eprintln!(
+        "faults: {scenarios} scenarios, {lost} lost VIPs, {dual} dual answerers at steady state, {stray} VIPs left on a non-master"
+    );
 }
 
 fn lint() -> Result<()> {

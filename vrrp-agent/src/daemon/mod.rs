@@ -229,6 +229,8 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     daemon.sync_balancer().await;
     // Real servers whose MAC was unknown are looked for again; nothing else runs on it.
     let mut balancer_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut kernel_timer_watch = tokio::time::interval(timers::KERNEL_TIMER_WATCH);
+    kernel_timer_watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signals = signals::listen()?;
     crate::sd_notify::notify("READY=1");
     let mut after_timers = false;
@@ -256,6 +258,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                     daemon.notifier.run_script(&n.queue, &n.script);
                 }
                 daemon.sync_balancer().await;
+            }
+            _ = kernel_timer_watch.tick(), if !daemon.instances.is_empty() => {
+                daemon.watch_kernel_timers().await;
             }
             _ = balancer_tick.tick(), if !daemon.config.virtual_servers.is_empty() || !daemon.balancer.is_idle() => {
                 daemon.sync_balancer().await;

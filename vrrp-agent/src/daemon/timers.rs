@@ -5,6 +5,13 @@
 use super::{Daemon, advert_seen, now_ns};
 use crate::{election::Input, net::sockets::FrameBatch, packet::Advert};
 
+/// How long past the kernel's master-down deadline its event may still be on its way before
+/// the watchdog acts on the deadline itself.
+const KERNEL_TIMER_GRACE_NS: u64 = 200_000_000;
+
+/// How often the watchdog looks at the kernel's master-down timers.
+pub(super) const KERNEL_TIMER_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Daemon {
     /// Runs the timers of the instances whose deadline has come (on the advert grid, every
     /// master with one interval at once); the others are not touched, so a wake-up costs
@@ -53,6 +60,36 @@ impl Daemon {
             self.handle(index, Input::Advert(advert)).await;
         }
         self.handle(index, Input::Timer).await;
+    }
+
+    /// The safety net under the kernel's master-down timers, run once a second: a backup whose
+    /// kernel timer expired more than [`KERNEL_TIMER_GRACE_NS`] ago without its event reaching
+    /// us (a ring buffer filled by a flood drops events; `events_lost` counts them) acts on it
+    /// now instead of following a dead master forever. One map read per such backup per
+    /// second; nothing while every timer is in the future.
+    pub(super) async fn watch_kernel_timers(&mut self) {
+        let now = now_ns();
+        for i in 0..self.instances.len() {
+            let instance = &self.instances[i];
+            if !instance.election.kernel_timed() {
+                continue;
+            }
+            let Some((generation, at)) = self.dataplane.kernel_timer(&instance.key) else {
+                continue;
+            };
+            if generation != instance.generation || at.saturating_add(KERNEL_TIMER_GRACE_NS) > now {
+                continue;
+            }
+            self.timer(i).await;
+            let instance = &self.instances[i];
+            if !instance.election.kernel_timed() {
+                tracing::warn!(
+                    instance = %instance.config.name,
+                    late_ms = now.saturating_sub(at) / 1_000_000,
+                    "the kernel's master-down timer expired without its event reaching the agent: acted on it late"
+                );
+            }
+        }
     }
 
     /// Sends one advert (re-sending the encoded one while nothing changed). Without the

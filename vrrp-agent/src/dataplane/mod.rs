@@ -431,13 +431,19 @@ impl Dataplane {
 
     /// When the kernel's master-down timer of an instance was last set to fire.
     pub fn master_down_at(&self, key: &InstanceKey) -> Option<u64> {
+        self.kernel_timer(key).map(|(_, at)| at)
+    }
+
+    /// The kernel's master-down timer of an instance: the generation it was armed for and
+    /// when it was last set to fire.
+    pub fn kernel_timer(&self, key: &InstanceKey) -> Option<(u32, u64)> {
         let map = self.ebpf.map("KERNEL_STATE")?;
         let state: HashMap<&MapData, InstanceKey, KernelStateView> = HashMap::try_from(map).ok()?;
         state
             .get(key, 0)
             .ok()
-            .map(|s| s.master_down_at_ns)
-            .filter(|&at| at != 0)
+            .map(|s| (s.generation, s.master_down_at_ns))
+            .filter(|&(_, at)| at != 0)
     }
 
     /// The latest counted advert of an instance.
