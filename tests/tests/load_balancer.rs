@@ -222,6 +222,10 @@ fn dr_spreads_by_weight_avoids_a_failed_server_and_falls_back_to_the_sorry_serve
         .map(|rs| rs.flows)
         .sum();
     assert!(flows >= 40, "flows counted: {flows}");
+    assert_eq!(
+        status.virtual_servers[0].flows, flows,
+        "the virtual server's total is its real servers' sum"
+    );
 
     // rs4's service stops: its checker takes it out and new connections avoid it.
     services[1].stop();
@@ -239,6 +243,10 @@ fn dr_spreads_by_weight_avoids_a_failed_server_and_falls_back_to_the_sorry_serve
         (spread(&lab, 3).get("sorry") == Some(&3)).then_some(())
     })
     .expect("the sorry server answers once every real server is down");
+    // The sorry server's flows count in the virtual server's total.
+    let vs = &director.status().expect("status").virtual_servers[0];
+    let by_real_servers: u64 = vs.real_servers.iter().map(|rs| rs.flows).sum();
+    assert!(vs.flows >= by_real_servers + 3, "{vs:?}");
 }
 
 fn count_prefix(seen: &BTreeMap<String, usize>, prefix: &str) -> usize {
@@ -405,4 +413,202 @@ fn mh_dr_connections_survive_a_director_failover() {
         Some(&3),
         "new connections through the new director: {seen:?}"
     );
+}
+
+/// Client source addresses for the per-source schedulers: 10.0.0.200 and up, added to the
+/// client's interface.
+fn client_sources(lab: &Lab, n: u8) -> Vec<Ipv4Addr> {
+    (0..n)
+        .map(|i| {
+            let addr = Ipv4Addr::new(10, 0, 0, 200 + i);
+            vrrp_lab::netns::ip(
+                &lab.client.ns,
+                &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
+            )
+            .expect("client source address");
+            addr
+        })
+        .collect()
+}
+
+/// A connection from the client's `source` to VIP:80 (the caller is in the client's
+/// namespace) and the name it was greeted with.
+fn connect_from(source: Ipv4Addr) -> std::io::Result<(TcpStream, String)> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls on a descriptor owned by the TcpStream right away.
+    let mut stream = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        TcpStream::from_raw_fd(fd)
+    };
+    // SO_SNDTIMEO bounds connect() too.
+    stream.set_write_timeout(Some(SEC))?;
+    stream.set_read_timeout(Some(SEC))?;
+    let sockaddr = |addr: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    use std::os::fd::AsRawFd as _;
+    let fd = stream.as_raw_fd();
+    // SAFETY: valid sockaddr_in values of the given length.
+    unsafe {
+        if libc::bind(
+            fd,
+            (&sockaddr(source, 0) as *const libc::sockaddr_in).cast(),
+            len,
+        ) != 0
+            || libc::connect(
+                fd,
+                (&sockaddr(VIP, 80) as *const libc::sockaddr_in).cast(),
+                len,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf)?;
+    Ok((stream, String::from_utf8_lossy(&buf[..n]).into_owned()))
+}
+
+/// Who greets each source on a fresh connection (an error's text where none does).
+fn greeted_by(lab: &Lab, sources: &[Ipv4Addr]) -> Vec<String> {
+    let sources = sources.to_vec();
+    vrrp_lab::netns::run_in(&lab.client.ns, move || {
+        sources
+            .iter()
+            .map(|&s| connect_from(s).map_or_else(|e| format!("error: {e}"), |(_, name)| name))
+            .collect()
+    })
+    .expect("enter the client namespace")
+}
+
+/// A director with one scheduler in front of r3-r5 (echo services); waits until every real
+/// server is up and reachable through the VIP.
+fn per_source_lab(name: &str, scheduler: &str) -> (Lab, Vec<NameService>, Agent) {
+    let lab = Lab::new(name, 5).expect("lab");
+    let services: Vec<NameService> = (2..5)
+        .map(|i| {
+            dr_host(&lab, i);
+            NameService::serve(&lab.router(i).ns, &format!("rs{}", i + 1), true)
+        })
+        .collect();
+    let director = lab
+        .spawn_agent(lab.router(0), &director_config(scheduler, "DR", ""))
+        .expect("director");
+    for i in 3..=5 {
+        wait_server(&director, &format!("10.0.0.{i}:80"), true);
+    }
+    (lab, services, director)
+}
+
+#[test]
+fn sh_keeps_each_client_on_one_server() {
+    if !require_root("sh_keeps_each_client_on_one_server") {
+        return;
+    }
+    let (lab, _services, _director) = per_source_lab("lbsh", "sh");
+    let sources = client_sources(&lab, 24);
+    // Until every real server's MAC is known the table may still change.
+    let first = wait_for(10 * SEC, Duration::from_millis(300), || {
+        let seen = greeted_by(&lab, &sources);
+        let servers: std::collections::BTreeSet<_> = seen.iter().collect();
+        (servers.len() == 3 && servers.iter().all(|s| s.starts_with("rs"))).then_some(seen)
+    })
+    .expect("24 clients spread over the three real servers");
+    for round in 0..3 {
+        assert_eq!(
+            greeted_by(&lab, &sources),
+            first,
+            "round {round}: a client changed server"
+        );
+    }
+}
+
+#[test]
+fn mh_moves_only_a_failed_servers_clients_and_keeps_established_connections() {
+    if !require_root("mh_moves_only_a_failed_servers_clients…") {
+        return;
+    }
+    let (lab, services, director) = per_source_lab("lbmhfail", "mh");
+    let sources = client_sources(&lab, 24);
+    wait_for(10 * SEC, Duration::from_millis(300), || {
+        let seen = greeted_by(&lab, &sources);
+        let servers: std::collections::BTreeSet<_> = seen.iter().collect();
+        (servers.len() == 3 && servers.iter().all(|s| s.starts_with("rs"))).then_some(())
+    })
+    .expect("24 clients spread over the three real servers");
+
+    // One long-lived connection per client, and who holds it.
+    let ns = lab.client.ns.clone();
+    let held = sources.clone();
+    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let (tell, told) = std::sync::mpsc::channel::<Vec<(String, bool)>>();
+    let client = std::thread::spawn(move || {
+        vrrp_lab::netns::run_in(&ns, move || {
+            let mut conns: Vec<(TcpStream, String)> = held
+                .iter()
+                .map(|&s| connect_from(s).expect("a long-lived connection"))
+                .collect();
+            let _ = tell.send(conns.iter().map(|(_, n)| (n.clone(), true)).collect());
+            // Asked again: does each connection still echo?
+            while asked.recv().is_ok() {
+                let alive = conns
+                    .iter_mut()
+                    .map(|(s, name)| {
+                        let mut buf = [0u8; 16];
+                        let ok = s.write_all(b"ping").is_ok()
+                            && s.read(&mut buf).is_ok_and(|n| &buf[..n] == b"ping");
+                        (name.clone(), ok)
+                    })
+                    .collect();
+                let _ = tell.send(alive);
+            }
+        })
+    });
+    let before = told.recv_timeout(10 * SEC).expect("connections opened");
+    let placed: Vec<String> = before.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(greeted_by(&lab, &sources), placed, "mh is not stable");
+
+    services[1].stop();
+    wait_server(&director, "10.0.0.4:80", false);
+
+    // Established connections to the other servers are untouched (rs4's own may live on
+    // too: its process still serves them, as with IPVS).
+    ask.send(()).expect("client");
+    let alive = told.recv_timeout(30 * SEC).expect("echo round");
+    for (name, ok) in &alive {
+        assert!(
+            *ok || name == "rs4",
+            "a connection to {name} broke: {alive:?}"
+        );
+    }
+    drop(ask);
+    let _ = client.join();
+
+    // New connections: only rs4's clients move.
+    let after = greeted_by(&lab, &sources);
+    let mut moved = 0;
+    for ((source, was), now) in sources.iter().zip(&placed).zip(&after) {
+        if was == "rs4" {
+            moved += 1;
+            assert!(
+                now == "rs3" || now == "rs5",
+                "{source} was on rs4, now {now}"
+            );
+        } else {
+            assert_eq!(
+                now, was,
+                "{source} moved from {was} though its server is up"
+            );
+        }
+    }
+    assert!(moved > 0, "no client was on rs4: {placed:?}");
 }

@@ -52,11 +52,10 @@ async fn run(
     checker: Checker,
     default_user: Option<(String, Option<String>)>,
     counts: Arc<Counts>,
+    (mut up, mut weight): (bool, Option<u32>),
     tx: mpsc::UnboundedSender<Verdict>,
 ) {
     let ms = |n: u32| Duration::from_millis(u64::from(n));
-    let mut up = !checker.alpha;
-    let mut weight = None;
     // Spread the first checks over `warmup` so a thousand servers are not probed at once.
     if checker.warmup_ms > 0 {
         let jitter = u64::from(random_u32()) % u64::from(checker.warmup_ms);
@@ -184,6 +183,15 @@ pub struct VirtualServerStatus {
     pub quorum_up: bool,
     /// Whether the sorry server stands in (quorum lost).
     pub sorry_server_active: bool,
+    /// Packets the load balancer forwarded for it (its real servers and sorry server).
+    #[serde(default)]
+    pub packets: u64,
+    /// Bytes (IP length) forwarded for it.
+    #[serde(default)]
+    pub bytes: u64,
+    /// New flows (connections) placed for it.
+    #[serde(default)]
+    pub flows: u64,
     /// Its real servers.
     pub real_servers: Vec<RealServerStatus>,
 }
@@ -219,12 +227,17 @@ pub struct Checkers {
 }
 
 impl Checkers {
-    /// Starts a task per checker, reporting to `tx` under `generation`.
+    /// Starts a task per checker, reporting to `tx` under `generation`. A checker that
+    /// `previous` (the set a reload replaces) ran unchanged, for the same real server of the
+    /// same service, starts from what it knew, as keepalived's reload keeps real servers'
+    /// state: a server that was down stays out of the table until it passes again, and one
+    /// that was up is not taken out.
     pub fn start(
         config: &[VirtualServer],
         default_user: Option<(String, Option<String>)>,
         tx: &mpsc::UnboundedSender<Verdict>,
         generation: u32,
+        previous: Option<&Checkers>,
     ) -> Self {
         let mut tasks = Vec::new();
         let mut servers = Vec::new();
@@ -233,30 +246,42 @@ impl Checkers {
             for (r, rs) in vs.real_servers.iter().enumerate() {
                 let mut checkers = Vec::new();
                 let mut counts = Vec::new();
+                let mut dynamic_weight = None;
                 for (c, checker) in rs.checkers.iter().enumerate() {
-                    let count = Arc::new(Counts::default());
-                    counts.push(count.clone());
-                    checkers.push(CheckerStatus {
-                        check: describe(checker),
-                        up: !checker.alpha,
-                        attempts: 0,
-                        failures: 0,
-                        last_failure: None,
-                    });
+                    let carried = previous.and_then(|p| p.carried(vs, rs, checker));
+                    let (status, count) = match carried {
+                        Some((status, count, weight)) => {
+                            dynamic_weight = dynamic_weight.or(weight);
+                            (status, count)
+                        }
+                        None => (
+                            CheckerStatus {
+                                check: describe(checker),
+                                up: !checker.alpha,
+                                attempts: 0,
+                                failures: 0,
+                                last_failure: None,
+                            },
+                            Arc::new(Counts::default()),
+                        ),
+                    };
                     tasks.push(tokio::spawn(run(
                         generation,
                         (v, r, c),
                         checker.clone(),
                         default_user.clone(),
-                        count,
+                        count.clone(),
+                        (status.up, dynamic_weight),
                         tx.clone(),
                     )));
+                    counts.push(count);
+                    checkers.push(status);
                 }
                 let up = checkers.iter().all(|c| c.up);
                 real_servers.push(RealServerState {
                     checkers,
                     counts,
-                    dynamic_weight: None,
+                    dynamic_weight,
                     up,
                 });
             }
@@ -273,6 +298,33 @@ impl Checkers {
             servers,
             tasks,
         }
+    }
+
+    /// What this set knows of `checker` on real server `rs` of `vs`, when it runs exactly
+    /// that check there: its status, its attempt counts and the real server's dynamic weight.
+    fn carried(
+        &self,
+        vs: &VirtualServer,
+        rs: &crate::config::RealServer,
+        checker: &Checker,
+    ) -> Option<(CheckerStatus, Arc<Counts>, Option<u32>)> {
+        let old_vs = self.servers.iter().find(|s| {
+            s.config.address == vs.address
+                && s.config.port == vs.port
+                && s.config.protocol == vs.protocol
+                && s.config.group == vs.group
+        })?;
+        let (old_rs, old_config) = old_vs
+            .real_servers
+            .iter()
+            .zip(&old_vs.config.real_servers)
+            .find(|(_, c)| c.address == rs.address && c.port == rs.port)?;
+        let c = old_config.checkers.iter().position(|c| c == checker)?;
+        Some((
+            old_rs.checkers.get(c)?.clone(),
+            old_rs.counts.get(c)?.clone(),
+            old_rs.dynamic_weight,
+        ))
     }
 
     /// Which set of checkers this is.
@@ -403,6 +455,9 @@ impl Checkers {
                 live_weight: vs.live_weight(),
                 quorum_up: vs.quorum_up,
                 sorry_server_active: vs.config.sorry_server.is_some() && !vs.quorum_up,
+                packets: 0,
+                bytes: 0,
+                flows: 0,
                 real_servers: vs
                     .real_servers
                     .iter()
@@ -523,34 +578,70 @@ mod tests {
         }
     }
 
-    #[test]
-    fn quorum_with_hysteresis_and_notifications() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    fn service(real_servers: Vec<RealServer>) -> VirtualServer {
+        VirtualServer {
+            address: std::net::IpAddr::from([192, 0, 2, 100]),
+            port: 80,
+            protocol: Protocol::Tcp,
+            scheduler: "rr".into(),
+            method: "DR".into(),
+            flags: Vec::new(),
+            persistence_timeout: None,
+            persistence_granularity: None,
+            quorum: 4,
+            hysteresis: 1,
+            quorum_up: Some(script("quorum up")),
+            quorum_down: Some(script("quorum down")),
+            omega: true,
+            sorry_server: Some((std::net::IpAddr::from([192, 0, 2, 200]), 80)),
+            sorry_server_inhibit: false,
+            group: Vec::new(),
+            real_servers,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
-            let vs = VirtualServer {
-                address: std::net::IpAddr::from([192, 0, 2, 100]),
-                port: 80,
-                protocol: Protocol::Tcp,
-                scheduler: "rr".into(),
-                method: "DR".into(),
-                flags: Vec::new(),
-                persistence_timeout: None,
-                persistence_granularity: None,
-                quorum: 4,
-                hysteresis: 1,
-                quorum_up: Some(script("quorum up")),
-                quorum_down: Some(script("quorum down")),
-                omega: true,
-                sorry_server: Some((std::net::IpAddr::from([192, 0, 2, 200]), 80)),
-                sorry_server_inhibit: false,
-                group: Vec::new(),
-                real_servers: vec![real_server(1, 2), real_server(2, 2), real_server(3, 1)],
-            };
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_what_unchanged_checks_knew() {
+        runtime().block_on(async {
             let (tx, _rx) = mpsc::unbounded_channel();
-            let mut checkers = Checkers::start(&[vs], None, &tx, 0);
+            let before = service(vec![real_server(1, 2), real_server(2, 2)]);
+            let mut old = Checkers::start(std::slice::from_ref(&before), None, &tx, 0, None);
+            old.update(verdict(1, false));
+            // The reload adds a server in front and changes the first one's check.
+            let mut changed = real_server(1, 2);
+            changed.checkers[0].connect_timeout_ms = 2000;
+            let after = service(vec![real_server(3, 1), changed, real_server(2, 2)]);
+            let new = Checkers::start(&[after], None, &tx, 1, Some(&old));
+            let up: Vec<bool> = new.status()[0].real_servers.iter().map(|r| r.up).collect();
+            // 192.0.2.2 was down and its check is the same: still down, not back in the
+            // table until it passes. The new server and the changed check start afresh.
+            assert_eq!(up, [true, true, false]);
+            assert_eq!(
+                new.status()[0].real_servers[2].checkers[0]
+                    .last_failure
+                    .as_deref(),
+                Some("refused")
+            );
+        });
+    }
+
+    #[test]
+    fn quorum_with_hysteresis_and_notifications() {
+        runtime().block_on(async {
+            let vs = service(vec![
+                real_server(1, 2),
+                real_server(2, 2),
+                real_server(3, 1),
+            ]);
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let mut checkers = Checkers::start(&[vs], None, &tx, 0, None);
             let status = &checkers.status()[0];
             assert!(status.quorum_up && !status.sorry_server_active);
             assert_eq!(status.live_weight, 5);

@@ -213,7 +213,7 @@ impl Status {
         for vs in &status.virtual_servers {
             let _ = writeln!(
                 out,
-                "virtual_server {}: live weight {}, quorum {}{}",
+                "virtual_server {}: live weight {}, quorum {}{}, forwarded {} flows, {} packets, {} bytes",
                 vs.service,
                 vs.live_weight,
                 if vs.quorum_up { "up" } else { "down" },
@@ -221,7 +221,10 @@ impl Status {
                     ", sorry server in use"
                 } else {
                     ""
-                }
+                },
+                vs.flows,
+                vs.packets,
+                vs.bytes
             );
             for rs in &vs.real_servers {
                 let _ = writeln!(

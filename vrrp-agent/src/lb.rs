@@ -276,11 +276,21 @@ impl Balancer {
     /// Fills the forwarding counters into the checkers' status (packets, bytes, new flows).
     pub fn annotate(&self, dataplane: &Dataplane, status: &mut [VirtualServerStatus]) {
         for (id, vs) in status.iter_mut().enumerate() {
+            // The virtual server's totals: its real servers' and the sorry server's.
+            let sorry = dataplane.lb.counters(id as u32, SORRY_INDEX);
+            (vs.packets, vs.bytes, vs.flows) = (
+                sorry[lb_counters::PACKETS],
+                sorry[lb_counters::BYTES],
+                sorry[lb_counters::FLOWS],
+            );
             for (index, rs) in vs.real_servers.iter_mut().enumerate() {
                 let c = dataplane.lb.counters(id as u32, index as u32);
                 rs.packets = c[lb_counters::PACKETS];
                 rs.bytes = c[lb_counters::BYTES];
                 rs.flows = c[lb_counters::FLOWS];
+                vs.packets += rs.packets;
+                vs.bytes += rs.bytes;
+                vs.flows += rs.flows;
             }
         }
     }

@@ -7,6 +7,7 @@
 
 use std::{fmt::Write as _, net::SocketAddr, time::Duration};
 
+use crate::checker::VirtualServerStatus;
 use anyhow::{Context as _, Result};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -257,22 +258,43 @@ pub fn render(status: &Status) -> String {
         "Failed health-check attempts.",
         &failed,
     );
-    let quorum: Vec<(String, u64)> = status
-        .virtual_servers
-        .iter()
-        .map(|vs| {
-            (
-                format!("virtual_server=\"{}\"", escape(&vs.service)),
-                u64::from(vs.quorum_up),
-            )
-        })
-        .collect();
+    let per_vs = |value: &dyn Fn(&VirtualServerStatus) -> u64| {
+        status
+            .virtual_servers
+            .iter()
+            .map(|vs| {
+                (
+                    format!("virtual_server=\"{}\"", escape(&vs.service)),
+                    value(vs),
+                )
+            })
+            .collect::<Vec<(String, u64)>>()
+    };
     family(
         "lvs_virtual_server_quorum_up",
         "gauge",
         "Whether a virtual server's live weight meets its quorum.",
-        &quorum,
+        &per_vs(&|vs| u64::from(vs.quorum_up)),
     );
+    for (name, help, value) in [
+        (
+            "lvs_virtual_server_packets_total",
+            "Packets the XDP load balancer forwarded for a virtual server (sorry server included).",
+            (|vs| vs.packets) as fn(&VirtualServerStatus) -> u64,
+        ),
+        (
+            "lvs_virtual_server_bytes_total",
+            "Bytes (IP length) the XDP load balancer forwarded for a virtual server.",
+            |vs| vs.bytes,
+        ),
+        (
+            "lvs_virtual_server_flows_total",
+            "New flows the XDP load balancer placed for a virtual server.",
+            |vs| vs.flows,
+        ),
+    ] {
+        family(name, "counter", help, &per_vs(&value));
+    }
     family(
         "vrrp_instance_base_priority",
         "gauge",

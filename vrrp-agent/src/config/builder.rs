@@ -42,7 +42,11 @@ pub(super) struct Builder {
 
 impl Builder {
     pub(super) fn top_level(&mut self, statements: &[Statement]) {
-        for s in statements {
+        // Groups first: as in keepalived, a virtual_server may name a group defined after it.
+        let (groups, rest): (Vec<&Statement>, Vec<&Statement>) = statements
+            .iter()
+            .partition(|s| s.keyword.text == "virtual_server_group");
+        for s in groups.into_iter().chain(rest) {
             match s.keyword.text.as_str() {
                 "global_defs" => {
                     if let Some(block) = self.block(s) {
@@ -61,6 +65,9 @@ impl Builder {
                 _ => self.unknown(s, "top"),
             }
         }
+        // Reported in file order although the groups went first.
+        sort_by_place(&mut self.errors);
+        sort_by_place(&mut self.warnings);
     }
 
     pub(super) fn global_defs(&mut self, block: &[Statement]) {
@@ -238,4 +245,19 @@ fn same_router(a: &Instance, b: &Instance) -> bool {
         && !b.unicast_peers.is_empty()
         && a.unicast_peers.iter().all(|p| !b.unicast_peers.contains(p));
     !disjoint_unicast
+}
+
+/// Orders diagnostics by line and column within each file, files in the order they first
+/// appear (stable, so several at one place keep their order).
+fn sort_by_place(diagnostics: &mut [Diagnostic]) {
+    let mut files: Vec<std::sync::Arc<std::path::PathBuf>> = Vec::new();
+    for d in diagnostics.iter() {
+        if !files.contains(&d.location.file) {
+            files.push(d.location.file.clone());
+        }
+    }
+    diagnostics.sort_by_key(|d| {
+        let file = files.iter().position(|f| *f == d.location.file);
+        (file, d.location.line, d.location.col)
+    });
 }

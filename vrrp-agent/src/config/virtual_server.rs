@@ -232,8 +232,11 @@ impl Builder {
                 }
                 _ => {
                     self.errors.push(
-                        Diagnostic::new(&name.location, format!("no virtual_server_group {} with entries", name.text))
-                            .hint("define `virtual_server_group NAME { IP PORT }` before the virtual_server that uses it"),
+                        Diagnostic::new(
+                            &name.location,
+                            format!("no virtual_server_group {} with entries", name.text),
+                        )
+                        .hint("define it: `virtual_server_group NAME { IP PORT }`"),
                     );
                     return;
                 }

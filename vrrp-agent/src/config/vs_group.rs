@@ -104,4 +104,12 @@ mod tests {
         assert!(range("10.0.0.100").is_none());
         assert!(range("10.0.0.100-99").is_none());
     }
+
+    #[test]
+    fn a_group_may_be_defined_after_the_virtual_server_that_uses_it() {
+        let text = "virtual_server group WEB {\n    lb_kind DR\n    real_server 10.0.0.3 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server_group WEB {\n    10.0.0.100-101 80\n}\n";
+        let config = crate::config::parse(std::path::Path::new("k.conf"), text)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(config.virtual_servers[0].group.len(), 2);
+    }
 }

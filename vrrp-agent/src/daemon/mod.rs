@@ -194,6 +194,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         crate::exec::default_user(config.scripts.script_user.as_ref()),
         &verdicts,
         0,
+        None,
     );
     let mut daemon = Daemon {
         router_id: config.router_id.clone().unwrap_or_else(host_name),

@@ -238,13 +238,15 @@ impl Daemon {
         self.tracking.configure(&config);
         self.refresh_tracked_interfaces().await;
         if config.virtual_servers != self.checkers.config() {
-            // Checked afresh: a reload that changes the services starts their checks over.
+            // A reload that changes the services starts their checks over; unchanged checks
+            // start from what their predecessors knew, so the forwarding tables do not move.
             let generation = self.checkers.generation().wrapping_add(1);
             self.checkers = crate::checker::Checkers::start(
                 &config.virtual_servers,
                 crate::exec::default_user(config.scripts.script_user.as_ref()),
                 &self.verdicts,
                 generation,
+                Some(&self.checkers),
             );
         }
         for (i, ic) in &retuned {
