@@ -142,6 +142,19 @@ pub fn advert_frame(src_mac: [u8; 6], src: Ipv4Addr, advert: &Advert, flaw: Flaw
     frame
 }
 
+/// A valid VRRP IPv4 advert sent unicast from `src` (`src_mac`) to `dst` (`dst_mac`), as a
+/// `unicast_peer` sends it.
+pub fn unicast_advert_frame(
+    (src_mac, src): ([u8; 6], Ipv4Addr),
+    (dst_mac, dst): ([u8; 6], Ipv4Addr),
+    advert: &Advert,
+) -> Vec<u8> {
+    let vrrp = advert.encode(src.into(), dst.into(), ChecksumForm::PseudoHeader);
+    let mut header = Ipv4Header::vrrp(src);
+    header.dst = dst;
+    ethernet(dst_mac, src_mac, ETH_P_IP, &header.wrap(&vrrp))
+}
+
 /// A VRRPv3 IPv6 advert frame from link-local `src` to ff02::12, broken as `flaw` says
 /// (`Ttl254` lowers the hop limit; `TooShort` trims the payload length).
 pub fn advert_frame_v6(src_mac: [u8; 6], src: Ipv6Addr, advert: &Advert, flaw: Flaw) -> Vec<u8> {

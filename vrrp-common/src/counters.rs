@@ -73,8 +73,11 @@ pub const ADVERTS_SENT: u32 = 28;
 /// Frames to a virtual MAC this node must not accept (not the active master): dropped.
 pub const VMAC_DROPPED: u32 = 29;
 
+/// Adverts dropped by `check_unicast_src`: their source is not a unicast peer.
+pub const UNICAST_SOURCE_ERRORS: u32 = 30;
+
 /// Number of counters.
-pub const COUNT: usize = 30;
+pub const COUNT: usize = 31;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -108,4 +111,5 @@ pub const NAMES: [&str; COUNT] = [
     "vip-traffic-dropped",
     "adverts-sent",
     "vmac-frames-dropped",
+    "unicast-source-errors",
 ];

@@ -165,6 +165,9 @@ pub mod instance_flags {
     pub const USE_VMAC: u8 = 4;
     /// `vmac_xmit_base`: adverts keep the interface's own MAC as source.
     pub const VMAC_XMIT_BASE: u8 = 8;
+    /// `check_unicast_src`: adverts from a source that is not one of the instance's unicast
+    /// peers are counted (`unicast-source-errors`) and dropped.
+    pub const CHECK_UNICAST_SRC: u8 = 16;
 }
 
 /// The VRRP virtual MAC of a router (RFC 9568 7.3): 00-00-5E-00-01-{VRID} for IPv4,

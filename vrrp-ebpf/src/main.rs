@@ -212,6 +212,10 @@ fn handle_advert<C: Ingress>(ctx: &C, advert: &Advert) -> u32 {
     };
     // SAFETY: a map value pointer returned by lookup is valid for this program run.
     let cfg = unsafe { *cfg };
+    if cfg.flags & instance_flags::CHECK_UNICAST_SRC != 0 && !is_peer(&key, &advert.src) {
+        count_for(&key, counters::UNICAST_SOURCE_ERRORS);
+        return verdict::DROP;
+    }
     if let Err(counter) = packet::validate(ctx, advert, &cfg) {
         count_for(&key, counter);
         return verdict::DROP;
@@ -316,6 +320,16 @@ pub(crate) fn instance_key(ifindex: u32, advert: &Advert, peer: &[u8; 16]) -> In
         Some(set) => key.with_peer_set(unsafe { *set }),
         None => key,
     }
+}
+
+/// Whether `src` is one of the instance's unicast peers (`check_unicast_src`).
+#[inline(always)]
+fn is_peer(key: &InstanceKey, src: &[u8; 16]) -> bool {
+    let peer = PeerKey {
+        instance: key.with_peer_set(0),
+        addr: *src,
+    };
+    PEERS.get_ptr(peer).is_some()
 }
 
 /// "No event": the advert told us nothing new.

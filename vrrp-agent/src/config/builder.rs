@@ -11,6 +11,8 @@ pub(super) struct Builder {
     pub(super) vrrp_version: Option<u8>,
     /// `global_defs { v3_checksum_as_v2 }`: the default for instances defined after it.
     pub(super) v3_checksum_as_v2: bool,
+    /// `global_defs { vrrp_check_unicast_src }`: the default for instances defined after it.
+    pub(super) check_unicast_src: bool,
     /// `global_defs { vrrp_agent_observe }`.
     pub(super) observe: bool,
     /// `global_defs { dynamic_interfaces }`.
@@ -76,6 +78,7 @@ impl Builder {
                 "router_id" => self.router_id = self.string(s),
                 "vrrp_version" => self.vrrp_version = self.version(s),
                 "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
+                "vrrp_check_unicast_src" => self.check_unicast_src = self.flag(s),
                 "vrrp_agent_observe" => self.observe = self.flag(s),
                 // `allow_if_changes` (keepalived lets an interface's index change) is what we
                 // do anyway: instances find their interface by name.

@@ -41,6 +41,7 @@ impl Builder {
             v3_checksum_as_v2: self.v3_checksum_as_v2,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
+            check_unicast_src: self.check_unicast_src,
             accept: true,
             use_vmac: false,
             vmac_xmit_base: false,
@@ -81,6 +82,7 @@ impl Builder {
                     self.no_args(st);
                 }
                 "v3_checksum_as_v2" => instance.v3_checksum_as_v2 = self.flag(st),
+                "check_unicast_src" => instance.check_unicast_src = self.flag(st),
                 "unicast_peer" => {
                     if let Some(b) = self.block(st) {
                         instance.unicast_peers = self.unicast_peers(b);

@@ -204,6 +204,9 @@ pub struct Instance {
     pub unicast_src_ip: Option<IpAddr>,
     /// `unicast_peer { ... }`: adverts go to each of these instead of the VRRP group.
     pub unicast_peers: Vec<IpAddr>,
+    /// `check_unicast_src` (or `vrrp_check_unicast_src` in global_defs): adverts whose source
+    /// is not one of `unicast_peers` are dropped (in XDP).
+    pub check_unicast_src: bool,
     /// `accept` (keepalived's default without `vrrp_strict`) or `no_accept`: whether a master
     /// that does not own the addresses (priority below 255) accepts traffic sent to them.
     pub accept: bool,

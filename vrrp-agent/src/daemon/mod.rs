@@ -374,6 +374,9 @@ impl Instance {
         if self.config.vmac_xmit_base {
             flags |= instance_flags::VMAC_XMIT_BASE;
         }
+        if self.config.check_unicast_src {
+            flags |= instance_flags::CHECK_UNICAST_SRC;
+        }
         flags
     }
 

@@ -44,7 +44,9 @@ pub(super) async fn instance(
         FAMILY_IPV4
     };
     let key = InstanceKey::new(iface.index, family, ic.vrid).with_peer_set(peer_set(config, ic));
-    if key.peer_set != 0 {
+    // The kernel looks an advert's source up among the peers to tell instances sharing a
+    // VRID apart, and to drop strangers' adverts under `check_unicast_src`.
+    if key.peer_set != 0 || ic.check_unicast_src {
         for peer in &ic.unicast_peers {
             dataplane.set_peer(key, bytes16(*peer))?;
         }
