@@ -126,7 +126,9 @@ fn every_keyword_of_the_man_page_is_in_the_table() {
     let extra: Vec<_> = table
         .iter()
         .filter(|k| !man.contains(*k))
-        .filter(|(_, kw)| !matches!(kw.as_str(), "v3_checksum_as_v2" | "vrrp_agent_observe"))
+        // Our extensions are named vrrp_agent_*; v3_checksum_as_v2 is keepalived's but
+        // missing from its man page.
+        .filter(|(_, kw)| kw != "v3_checksum_as_v2" && !kw.starts_with("vrrp_agent_"))
         .collect();
     assert!(
         extra.is_empty(),

@@ -44,7 +44,9 @@ fn check_unicast_src_drops_a_strangers_adverts_in_the_kernel() {
     let agent = lab.spawn_agent(&me, &spec.config()).unwrap();
     let master_down = Duration::from_nanos(timers::master_down_ns(3, 100, 10));
     assert!(
-        agent.wait_state(State::Master, master_down + 3 * SEC).is_some(),
+        agent
+            .wait_state(State::Master, master_down + 3 * SEC)
+            .is_some(),
         "a stranger's adverts held the backup\n{}",
         agent.log_text()
     );
@@ -67,4 +69,74 @@ fn check_unicast_src_drops_a_strangers_adverts_in_the_kernel() {
         "the peer's adverts were not accepted"
     );
     drop(strangers);
+}
+
+/// `vrrp_agent_rate_limit`: a flood of adverts from a stranger and of ARP requests for the
+/// VIP is cut to the configured rate in XDP (counted), the followed master's adverts are
+/// never limited (the backup does not flap), and ARP replies stay within the budget.
+#[test]
+fn rate_limits_bound_a_flood_and_spare_the_followed_master() {
+    if !require_root("rate_limits_bound_a_flood_and_spare_the_followed_master") {
+        return;
+    }
+    let lab = Lab::new("ratelimit", 3).expect("lab");
+    let limited = |priority| {
+        Spec::v3(priority, "0.1").config().replace(
+            "global_defs {\n",
+            "global_defs {\n    vrrp_agent_rate_limit vrrp 50 arp 20\n",
+        )
+    };
+    let master = lab.spawn_agent(lab.router(0), &limited(200)).unwrap();
+    let backup = lab.spawn_agent(lab.router(1), &limited(100)).unwrap();
+    assert!(master.wait_state(State::Master, 5 * SEC).is_some());
+    let r1 = lab.router(0).addr;
+    assert!(backup.wait_backup_of(Some(r1.into()), 5 * SEC).is_some());
+    let transitions = |agent: &vrrp_lab::Agent| {
+        agent
+            .status()
+            .ok()
+            .and_then(|s| s.instances.first().map(|i| i.transitions))
+    };
+    let backup_transitions = transitions(&backup);
+
+    // A stranger's lower-priority adverts and the client's ARP requests, as fast as they go.
+    let stranger = lab.router(2).clone();
+    let flood = lab.capture(&stranger).unwrap();
+    let advert = vrrp_lab::frames::advert_frame(
+        stranger.mac,
+        stranger.addr,
+        &Advert::v3(51, 50, 10, vec![VIP]),
+        vrrp_lab::frames::Flaw::None,
+    );
+    let asking = lab.capture(&lab.client).unwrap();
+    let request = vrrp_lab::frames::arp_request(lab.client.mac, vrrp_lab::CLIENT_ADDR, VIP);
+    let replies_before = master.counter("arp-replies");
+    let started = std::time::Instant::now();
+    for _ in 0..3000 {
+        flood.send(&advert).unwrap();
+        asking.send(&request).unwrap();
+    }
+    let elapsed = started.elapsed();
+
+    assert!(
+        backup.counter("vrrp-rate-limited") > 1000,
+        "the advert flood was not limited: {}",
+        backup.counter("vrrp-rate-limited")
+    );
+    let replies = master.counter("arp-replies") - replies_before;
+    // 20 a second in 100 ms windows of 2, over the flood and the window it began in.
+    let budget = 2 * (elapsed.as_millis() as u64 / 100 + 2);
+    assert!(
+        replies <= budget,
+        "{replies} ARP replies in {elapsed:?}, budget {budget}"
+    );
+    assert!(master.counter("arp-rate-limited") > 1000);
+    std::thread::sleep(SEC);
+    assert_eq!(
+        transitions(&backup),
+        backup_transitions,
+        "the backup changed state under the flood"
+    );
+    assert_eq!(backup.state(), Some(State::Backup));
+    assert!(backup.wait_backup_of(Some(r1.into()), SEC).is_some());
 }

@@ -76,8 +76,14 @@ pub const VMAC_DROPPED: u32 = 29;
 /// Adverts dropped by `check_unicast_src`: their source is not a unicast peer.
 pub const UNICAST_SOURCE_ERRORS: u32 = 30;
 
+/// VRRP packets over `vrrp_agent_rate_limit vrrp` on their interface: dropped unread.
+pub const VRRP_RATE_LIMITED: u32 = 31;
+/// ARP requests / Neighbor Solicitations for a VIP over `vrrp_agent_rate_limit arp`:
+/// dropped unanswered.
+pub const ARP_RATE_LIMITED: u32 = 32;
+
 /// Number of counters.
-pub const COUNT: usize = 31;
+pub const COUNT: usize = 33;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -112,4 +118,6 @@ pub const NAMES: [&str; COUNT] = [
     "adverts-sent",
     "vmac-frames-dropped",
     "unicast-source-errors",
+    "vrrp-rate-limited",
+    "arp-rate-limited",
 ];

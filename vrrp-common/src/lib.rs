@@ -372,6 +372,7 @@ mod pod {
     unsafe impl aya::Pod for super::VmacEntry {}
     unsafe impl aya::Pod for super::KernelStateView {}
     unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::RateLimits {}
     unsafe impl aya::Pod for super::lb::LbServiceKey {}
     unsafe impl aya::Pod for super::lb::LbService {}
     unsafe impl aya::Pod for super::lb::LbBackend {}
@@ -380,4 +381,23 @@ mod pod {
     unsafe impl aya::Pod for super::lb::LbNatReply {}
     unsafe impl aya::Pod for super::lb::LbPersistKey {}
     unsafe impl aya::Pod for super::lb::LbPersist {}
+}
+
+/// Per-interface packet-rate limits (`vrrp_agent_rate_limit`), written by the agent into the
+/// one-entry `RATE_LIMITS` array. 0: no limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// VRRP packets per second, except adverts from the master being followed.
+    pub vrrp_per_s: u32,
+    /// ARP requests and Neighbor Solicitations for VIPs answered per second.
+    pub arp_per_s: u32,
+}
+
+/// Which limit a rate window belongs to (the low bit of its key, after the ifindex).
+pub mod rate_kind {
+    /// VRRP packets.
+    pub const VRRP: u32 = 0;
+    /// ARP requests and Neighbor Solicitations.
+    pub const ARP: u32 = 1;
 }

@@ -9,6 +9,7 @@ mod egress;
 mod frame;
 mod lb;
 mod packet;
+mod rate;
 mod vip;
 
 use core::ffi::c_void;
@@ -27,7 +28,7 @@ use vrrp_common::{
     AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, PeerKey, VipEntry, VipKey,
     VmacEntry, VmacKey,
     advert_rule::{self, Local, Verdict},
-    counters, event, instance_flags, seen_flags, state, timers,
+    counters, event, instance_flags, rate_kind, seen_flags, state, timers,
 };
 
 use crate::{
@@ -150,7 +151,7 @@ fn receive<C: Ingress>(ctx: &C) -> u32 {
         // that instance is the active master), then ARP/ND and traffic to the VIPs. Three
         // calls from here, so their stack frames do not add up.
         NOT_VRRP => match lb::ipv4(ctx) {
-            lb::NOT_OURS => vip::handle(ctx),
+            lb::NOT_OURS => vip::handle(ctx, vip::arp_budget(ctx)),
             action => action,
         },
         action => action,
@@ -173,6 +174,9 @@ fn vrrp<C: Ingress>(ctx: &C) -> u32 {
         }
         Parsed::Vrrp(advert) => {
             count(counters::VRRP_RX);
+            if !vrrp_budget(ctx, &advert) {
+                return verdict::DROP;
+            }
             absorb_or_observe(ctx, &advert, handle_advert(ctx, &advert))
         }
     }
@@ -320,6 +324,28 @@ pub(crate) fn instance_key(ifindex: u32, advert: &Advert, peer: &[u8; 16]) -> In
         Some(set) => key.with_peer_set(unsafe { *set }),
         None => key,
     }
+}
+
+/// `vrrp_agent_rate_limit vrrp`: whether an advert is within its interface's budget
+/// (counted as `vrrp-rate-limited` and to be dropped when not). Adverts from the master an
+/// instance follows are never limited: a flood must not silence it. Its own BPF function,
+/// so the budget's branches do not multiply the verifier's work on the validation after it.
+#[inline(never)]
+fn vrrp_budget<C: Ingress>(ctx: &C, advert: &Advert) -> bool {
+    if !rate::limits(rate_kind::VRRP) {
+        return true;
+    }
+    let key = instance_key(ctx.ifindex(), advert, &advert.src);
+    let followed = match SEEN.get_ptr(key) {
+        // SAFETY: map value pointer valid for this run.
+        Some(seen) => unsafe { (*seen).src == advert.src },
+        None => false,
+    };
+    if followed || rate::allow(ctx.ifindex(), rate_kind::VRRP) {
+        return true;
+    }
+    count_for(&key, counters::VRRP_RATE_LIMITED);
+    false
 }
 
 /// Whether `src` is one of the instance's unicast peers (`check_unicast_src`).

@@ -14,7 +14,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use vrrp_common::{
     FAMILY_IPV4, FAMILY_IPV6, IPPROTO_ICMPV6, InstanceKey, VipKey, VmacKey, counters,
-    instance_flags, nd, state, timers,
+    instance_flags, nd, rate_kind, state, timers,
 };
 
 use crate::{
@@ -22,6 +22,7 @@ use crate::{
     csum::fold,
     frame::{Ingress, bytes, verdict},
     packet::{ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPV6_HLEN},
+    rate,
 };
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -61,17 +62,55 @@ struct Vip {
 
 /// Handles a frame that is not VRRP: ARP, NS, and traffic to VIPs. Not inlined: a BPF call
 /// gets its own stack frame, so this path and the advert path do not add up on the stack.
+/// `within_budget`: whether an answer may be sent ([`arp_budget`]).
 #[inline(never)]
-pub fn handle<C: Ingress>(ctx: &C) -> u32 {
+pub fn handle<C: Ingress>(ctx: &C, within_budget: bool) -> u32 {
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
         return verdict::PASS;
     };
     match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETH_P_ARP => arp(ctx),
+        ETH_P_ARP => arp(ctx, within_budget),
         ETH_P_IPV4 => ipv4(ctx),
-        ETH_P_IPV6 => ipv6(ctx),
+        ETH_P_IPV6 => ipv6(ctx, within_budget),
         _ => verdict::PASS,
     }
+}
+
+/// `vrrp_agent_rate_limit arp`: whether an ARP request or Neighbor Solicitation for one of
+/// our VIPs is within its interface's budget (spending one unit); any other frame is. Its own
+/// BPF function, called before [`handle`]: checked inside that path, the budget's branches
+/// multiplied the verifier's work on the reply-building code that follows.
+#[inline(never)]
+pub fn arp_budget<C: Ingress>(ctx: &C) -> bool {
+    if !rate::limits(rate_kind::ARP) {
+        return true;
+    }
+    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
+        return true;
+    };
+    let target = match u16::from_be_bytes([eth[12], eth[13]]) {
+        ETH_P_ARP => match bytes::<ARP_LEN>(ctx, ETH_HLEN) {
+            Some(a) if a[7] == ARP_REQUEST => VipKey::new(
+                ctx.ifindex(),
+                FAMILY_IPV4,
+                v4_key([a[24], a[25], a[26], a[27]]),
+            ),
+            _ => return true,
+        },
+        ETH_P_IPV6 => match (
+            bytes::<IPV6_HLEN>(ctx, ETH_HLEN),
+            bytes::<ND_LEN>(ctx, ETH_HLEN + IPV6_HLEN),
+        ) {
+            (Some(ip), Some(icmp))
+                if ip[6] == IPPROTO_ICMPV6 && icmp[0] == nd::NEIGHBOR_SOLICIT =>
+            {
+                VipKey::new(ctx.ifindex(), FAMILY_IPV6, sub16(&icmp, 8))
+            }
+            _ => return true,
+        },
+        _ => return true,
+    };
+    VIPS.get_ptr(target).is_none() || rate::allow(ctx.ifindex(), rate_kind::ARP)
 }
 
 /// Looks an address up in `VIPS` and judges the owning instance's standing.
@@ -184,7 +223,7 @@ pub const CONTINUE: u32 = u32::MAX;
 
 /// An ARP request for a VIP: answered in place while active, dropped while silent.
 #[inline(always)]
-fn arp<C: Ingress>(ctx: &C) -> u32 {
+fn arp<C: Ingress>(ctx: &C, within_budget: bool) -> u32 {
     let Some(a) = bytes::<ARP_LEN>(ctx, ETH_HLEN) else {
         return verdict::PASS;
     };
@@ -209,6 +248,10 @@ fn arp<C: Ingress>(ctx: &C) -> u32 {
             verdict::DROP
         }
         Standing::Active | Standing::ActiveNoAccept => {
+            if !within_budget {
+                count_for(&vip.instance, counters::ARP_RATE_LIMITED);
+                return verdict::DROP;
+            }
             let sender_mac = [a[8], a[9], a[10], a[11], a[12], a[13]];
             let start = ctx.start();
             if start + ETH_HLEN + ARP_LEN > ctx.end() {
@@ -244,7 +287,7 @@ fn ipv4<C: Ingress>(ctx: &C) -> u32 {
 /// IPv6: Neighbor Solicitations for a VIP are answered or dropped; other traffic to a VIP
 /// is filtered like IPv4's.
 #[inline(always)]
-fn ipv6<C: Ingress>(ctx: &C) -> u32 {
+fn ipv6<C: Ingress>(ctx: &C, within_budget: bool) -> u32 {
     let Some(ip) = bytes::<IPV6_HLEN>(ctx, ETH_HLEN) else {
         return verdict::PASS;
     };
@@ -252,7 +295,7 @@ fn ipv6<C: Ingress>(ctx: &C) -> u32 {
         && let Some(icmp) = bytes::<ND_LEN>(ctx, ETH_HLEN + IPV6_HLEN)
         && icmp[0] == nd::NEIGHBOR_SOLICIT
     {
-        return solicitation(ctx, &ip, &icmp);
+        return solicitation(ctx, &ip, &icmp, within_budget);
     }
     let vip = lookup(ctx, FAMILY_IPV6, sub16(&ip, 24));
     filter_traffic(&vip)
@@ -271,7 +314,12 @@ fn filter_traffic(vip: &Vip) -> u32 {
 
 /// A Neighbor Solicitation whose target may be a VIP (RFC 4861 7.1.1 / 7.2.4).
 #[inline(always)]
-fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) -> u32 {
+fn solicitation<C: Ingress>(
+    ctx: &C,
+    ip: &[u8; IPV6_HLEN],
+    icmp: &[u8; ND_LEN],
+    within_budget: bool,
+) -> u32 {
     let target = sub16(icmp, 8);
     let vip = lookup(ctx, FAMILY_IPV6, target);
     match vip.standing {
@@ -289,6 +337,10 @@ fn solicitation<C: Ingress>(ctx: &C, ip: &[u8; IPV6_HLEN], icmp: &[u8; ND_LEN]) 
     }
     if !ns_checksum_ok(ctx, ip, payload) {
         return verdict::PASS;
+    }
+    if !within_budget {
+        count_for(&vip.instance, counters::ARP_RATE_LIMITED);
+        return verdict::DROP;
     }
     let source = sub16(ip, 8);
     let dad = is_unspecified(&source);

@@ -15,6 +15,8 @@ pub(super) struct Builder {
     pub(super) check_unicast_src: bool,
     /// `global_defs { vrrp_agent_observe }`.
     pub(super) observe: bool,
+    /// `global_defs { vrrp_agent_rate_limit ... }`.
+    pub(super) rate_limit: super::RateLimit,
     /// `global_defs { dynamic_interfaces }`.
     pub(super) dynamic_interfaces: bool,
     /// `smtp_alert_vrrp` was given (it wins over `smtp_alert`).
@@ -72,6 +74,43 @@ impl Builder {
         sort_by_place(&mut self.warnings);
     }
 
+    /// `vrrp_agent_rate_limit [vrrp N] [arp M]`: packets per second per interface.
+    fn rate_limit(&mut self, s: &Statement) {
+        if s.args.is_empty() {
+            self.errors.push(
+                Diagnostic::new(&s.keyword.location, "vrrp_agent_rate_limit needs a limit")
+                    .hint("write `vrrp_agent_rate_limit vrrp 2000 arp 10000` (packets per second per interface)"),
+            );
+        }
+        for pair in s.args.chunks(2) {
+            let [kind, value] = pair else {
+                self.errors.push(
+                    Diagnostic::new(&pair[0].location, format!("`{}` needs a rate", pair[0].text))
+                        .hint("write `vrrp_agent_rate_limit vrrp 2000 arp 10000` (packets per second per interface)"),
+                );
+                continue;
+            };
+            let Ok(rate) = value.text.parse::<u32>() else {
+                self.errors.push(Diagnostic::new(
+                    &value.location,
+                    format!(
+                        "expected packets per second (0 for no limit), not `{}`",
+                        value.text
+                    ),
+                ));
+                continue;
+            };
+            match kind.text.as_str() {
+                "vrrp" => self.rate_limit.vrrp = rate,
+                "arp" => self.rate_limit.arp = rate,
+                other => self.errors.push(
+                    Diagnostic::new(&kind.location, format!("no rate limit called `{other}`"))
+                        .hint("the limits are `vrrp` and `arp` (ARP and Neighbor Discovery)"),
+                ),
+            }
+        }
+    }
+
     pub(super) fn global_defs(&mut self, block: &[Statement]) {
         for s in block {
             match s.keyword.text.as_str() {
@@ -80,6 +119,7 @@ impl Builder {
                 "v3_checksum_as_v2" => self.v3_checksum_as_v2 = self.flag(s),
                 "vrrp_check_unicast_src" => self.check_unicast_src = self.flag(s),
                 "vrrp_agent_observe" => self.observe = self.flag(s),
+                "vrrp_agent_rate_limit" => self.rate_limit(s),
                 // `allow_if_changes` (keepalived lets an interface's index change) is what we
                 // do anyway: instances find their interface by name.
                 "dynamic_interfaces" => {
@@ -229,6 +269,7 @@ impl Builder {
                 unsafe_scripts,
                 dynamic_interfaces: self.dynamic_interfaces,
                 observe: self.observe,
+                rate_limit: self.rate_limit,
                 warnings: self.warnings,
             })
         } else {

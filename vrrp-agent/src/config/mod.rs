@@ -62,6 +62,11 @@ pub struct Config {
     /// adverts and then passes them on to the stack instead of absorbing them, so tcpdump on
     /// the host still sees them.
     pub observe: bool,
+    /// `global_defs { vrrp_agent_rate_limit vrrp N arp M }` (a vrrp-agent extension): per
+    /// interface and second, at most N adverts not from the master being followed and M
+    /// answered ARP requests / Neighbor Solicitations; the rest are dropped in XDP. 0 is no
+    /// limit.
+    pub rate_limit: RateLimit,
     /// Things that are accepted but probably not what was meant.
     pub warnings: Vec<Diagnostic>,
 }
@@ -324,3 +329,12 @@ fn build(parsed: syntax::Parsed) -> Result<Config, Diagnostics> {
 
 #[cfg(test)]
 mod tests;
+
+/// Per-interface packet-rate limits applied in XDP (0: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    /// VRRP packets per second that are not from the master being followed.
+    pub vrrp: u32,
+    /// ARP requests and Neighbor Solicitations for VIPs answered per second.
+    pub arp: u32,
+}

@@ -447,3 +447,24 @@ fn a_tracked_name_must_be_defined() {
     assert_eq!((line, col), (13, 9));
     assert!(msg.contains("no vrrp_script named `chk_nginx`"), "{msg}");
 }
+
+#[test]
+fn rate_limits_parse_and_bad_ones_are_located() {
+    let limited = GOOD.replace(
+        "    vrrp_version 3\n",
+        "    vrrp_version 3\n    vrrp_agent_rate_limit vrrp 2000 arp 500\n",
+    );
+    let c = cfg(&limited).unwrap();
+    assert_eq!(c.rate_limit, RateLimit { vrrp: 2000, arp: 500 });
+    let (line, col, msg) = first_error(&GOOD.replace(
+        "    vrrp_version 3\n",
+        "    vrrp_version 3\n    vrrp_agent_rate_limit icmp 5\n",
+    ));
+    assert_eq!((line, col), (5, 27));
+    assert!(msg.contains("icmp"), "{msg}");
+    let (_, _, msg) = first_error(&GOOD.replace(
+        "    vrrp_version 3\n",
+        "    vrrp_version 3\n    vrrp_agent_rate_limit arp many\n",
+    ));
+    assert!(msg.contains("packets per second"), "{msg}");
+}

@@ -167,6 +167,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     let mut dataplane = Dataplane::load()?;
     dataplane.force_mode(options.xdp_mode);
     dataplane.pin_maps();
+    dataplane.set_rate_limits(config.rate_limit)?;
     let netlink = Netlink::connect()?;
     let mut instances = Vec::new();
     let mut waiting = Vec::new();

@@ -287,6 +287,11 @@ impl Daemon {
 
         self.groups = setup::groups(&config, &self.instances);
         self.waiting = waiting;
+        if config.rate_limit != self.config.rate_limit
+            && let Err(e) = self.dataplane.set_rate_limits(config.rate_limit)
+        {
+            tracing::error!(error = %format!("{e:#}"), "the new rate limits are not in force");
+        }
         self.config = config.clone();
         if let Some(id) = &config.router_id {
             self.router_id = id.clone();

@@ -29,7 +29,7 @@ use aya::{
 use tokio::io::unix::AsyncFd;
 use vrrp_common::{
     AddressList, AdvertSeen, Event, InstanceConfig, InstanceKey, KernelStateView, PeerKey,
-    VipEntry, VipKey, VmacEntry, VmacKey, counters,
+    RateLimits, VipEntry, VipKey, VmacEntry, VmacKey, counters,
 };
 
 use crate::net::link::Netlink;
@@ -62,6 +62,7 @@ pub struct Dataplane {
     vips: HashMap<MapData, VipKey, VipEntry>,
     vmacs: HashMap<MapData, VmacKey, VmacEntry>,
     vmac_in_use: Array<MapData, u32>,
+    rate_limits: Array<MapData, RateLimits>,
     peers: HashMap<MapData, PeerKey, u8>,
     heartbeat: HashMap<MapData, InstanceKey, u64>,
     counters: PerCpuArray<MapData, u64>,
@@ -127,6 +128,7 @@ impl Dataplane {
         let vips = HashMap::try_from(take(&mut ebpf, "VIPS")?)?;
         let vmacs = HashMap::try_from(take(&mut ebpf, "VMACS")?)?;
         let vmac_in_use = Array::try_from(take(&mut ebpf, "VMAC_IN_USE")?)?;
+        let rate_limits = Array::try_from(take(&mut ebpf, "RATE_LIMITS")?)?;
         let peers = HashMap::try_from(take(&mut ebpf, "PEERS")?)?;
         let heartbeat = HashMap::try_from(take(&mut ebpf, "HEARTBEAT")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
@@ -149,6 +151,7 @@ impl Dataplane {
             vips,
             vmacs,
             vmac_in_use,
+            rate_limits,
             peers,
             heartbeat,
             counters,
@@ -369,6 +372,17 @@ impl Dataplane {
         self.config
             .insert(key, config, 0)
             .context("writing the instance map")
+    }
+
+    /// Sets the per-interface packet-rate limits (`vrrp_agent_rate_limit`; 0 is none).
+    pub fn set_rate_limits(&mut self, limits: crate::config::RateLimit) -> Result<()> {
+        let limits = RateLimits {
+            vrrp_per_s: limits.vrrp,
+            arp_per_s: limits.arp,
+        };
+        self.rate_limits
+            .set(0, limits, 0)
+            .context("writing the rate limits")
     }
 
     /// Writes the address list the kernel compares adverts with.
