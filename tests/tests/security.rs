@@ -7,7 +7,7 @@ use vrrp_common::timers;
 use vrrp_lab::{
     Lab, Spec, VIP,
     frames::{AdvertStream, unicast_advert_frame},
-    require_root,
+    require_root, wait_for,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -139,4 +139,42 @@ fn rate_limits_bound_a_flood_and_spare_the_followed_master() {
     );
     assert_eq!(backup.state(), Some(State::Backup));
     assert!(backup.wait_backup_of(Some(r1.into()), SEC).is_some());
+}
+
+/// The running daemon holds exactly the documented capabilities (seen from outside, in
+/// /proc), and still does its work with them: it became master, holds the VIP and reloads.
+#[test]
+fn the_daemon_keeps_exactly_the_capabilities_it_documents() {
+    if !require_root("the_daemon_keeps_exactly_the_capabilities_it_documents") {
+        return;
+    }
+    let lab = Lab::new("caps", 1).expect("lab");
+    let agent = lab
+        .spawn_agent(lab.router(0), &Spec::v3(200, "0.1").config())
+        .unwrap();
+    assert!(agent.wait_state(State::Master, 5 * SEC).is_some());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap()
+    };
+    let [low, high] = vrrp_agent::privileges::mask();
+    let documented = u64::from(low) | (u64::from(high) << 32);
+    assert_eq!(field("CapEff:"), documented, "effective set");
+    assert_eq!(field("CapPrm:"), documented, "permitted set");
+    assert_eq!(field("CapInh:"), 0, "inheritable set");
+    assert!(
+        wait_for(3 * SEC, Duration::from_millis(50), || {
+            lab.addresses(lab.router(0))
+                .ok()?
+                .contains(&VIP)
+                .then_some(())
+        })
+        .is_some()
+    );
+    agent.reload().expect("a reload with the kept set");
+    assert_eq!(agent.state(), Some(State::Master));
 }

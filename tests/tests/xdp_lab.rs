@@ -62,6 +62,10 @@ fn a_restarted_agent_replaces_what_a_crashed_one_left_and_a_clean_stop_detaches(
         "the XDP program should outlive the agent to fence the node"
     );
     assert!(backup.wait_state(State::Master, 3 * SEC).is_some());
+    // What an older daemon's crash may leave besides the program: the VIP for good.
+    let r1 = &lab.router(0).ns;
+    let _ = vrrp_lab::ip(r1, &["addr", "del", &format!("{VIP}/24"), "dev", "eth0"]);
+    vrrp_lab::ip(r1, &["addr", "add", &format!("{VIP}/24"), "dev", "eth0"]).unwrap();
 
     // Restarted below r2's priority: it must come up BACKUP, adopting the interface.
     let mut restarted = lab
@@ -81,6 +85,18 @@ fn a_restarted_agent_replaces_what_a_crashed_one_left_and_a_clean_stop_detaches(
         vec![lab.router(1).mac],
         "only the master answers for the VIP"
     );
+    // The left-over VIP is removed, not kept by a backup.
+    let steady = vrrp_lab::faults::settle(
+        &lab,
+        "restart-after-crash",
+        &[
+            (lab.router(0), Some(&restarted)),
+            (lab.router(1), Some(&backup)),
+        ],
+        &[VIP],
+        2 * SEC,
+    );
+    assert!(steady.ok(), "{steady:?}");
 
     // A clean stop takes the program off the interface at once.
     restarted.signal(libc::SIGTERM);

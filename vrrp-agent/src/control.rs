@@ -26,6 +26,10 @@ pub const DEFAULT_SOCKET: &str = "/run/vrrp-agent/control.sock";
 
 /// Largest request accepted, so a misbehaving client cannot make us buffer without bound.
 const MAX_REQUEST: u64 = 4096;
+/// Control connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request, or to read its reply.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request from `vrrp-agent status` and friends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,15 +290,30 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<()> {
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    // A client that opens connections and never finishes them must not use up the daemon's
+    // descriptors or memory: beyond this many at once, a connection is told so and closed.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
+                Ok((mut stream, _)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tokio::spawn(async move {
+                            let busy = Reply::Error {
+                                error: format!(
+                                    "the daemon is serving {MAX_CONNECTIONS} control connections already; try again"
+                                ),
+                            };
+                            let _ = send_reply(&mut stream, &busy).await;
+                        });
+                        continue;
+                    };
                     let tx = tx.clone();
                     tokio::spawn(async move {
                         if let Err(e) = answer(stream, tx).await {
                             tracing::debug!(error = %e, "control connection failed");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -307,12 +326,11 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<()> {
     Ok(())
 }
 
-async fn answer(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn answer(mut stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<()> {
     let mut line = String::new();
     let read = tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line),
+        CLIENT_TIMEOUT,
+        BufReader::new((&mut stream).take(MAX_REQUEST)).read_line(&mut line),
     )
     .await;
     let reply = match read {
@@ -335,9 +353,16 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<()> {
             }
         },
     };
-    let mut out = serde_json::to_vec(&reply)?;
+    send_reply(&mut stream, &reply).await
+}
+
+/// Writes a reply line, giving up on a client that does not read it.
+async fn send_reply(stream: &mut UnixStream, reply: &Reply) -> Result<()> {
+    let mut out = serde_json::to_vec(reply)?;
     out.push(b'\n');
-    write.write_all(&out).await?;
+    tokio::time::timeout(CLIENT_TIMEOUT, stream.write_all(&out))
+        .await
+        .context("the client did not read its reply")??;
     Ok(())
 }
 

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod packet;
+pub mod privileges;
 pub mod sd_notify;
 pub mod track;

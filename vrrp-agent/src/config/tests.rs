@@ -455,7 +455,13 @@ fn rate_limits_parse_and_bad_ones_are_located() {
         "    vrrp_version 3\n    vrrp_agent_rate_limit vrrp 2000 arp 500\n",
     );
     let c = cfg(&limited).unwrap();
-    assert_eq!(c.rate_limit, RateLimit { vrrp: 2000, arp: 500 });
+    assert_eq!(
+        c.rate_limit,
+        RateLimit {
+            vrrp: 2000,
+            arp: 500
+        }
+    );
     let (line, col, msg) = first_error(&GOOD.replace(
         "    vrrp_version 3\n",
         "    vrrp_version 3\n    vrrp_agent_rate_limit icmp 5\n",

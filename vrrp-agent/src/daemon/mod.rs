@@ -166,7 +166,19 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     let control_socket = options.control_socket;
     let mut dataplane = Dataplane::load()?;
     dataplane.force_mode(options.xdp_mode);
+    // The two steps that need CAP_SYS_ADMIN (mounting bpffs where there is none, listing
+    // loaded programs), then the capabilities go: instance set-up and every reload run with
+    // the kept set only, which proves it is enough.
     dataplane.pin_maps();
+    dataplane.note_loaded_programs();
+    match crate::privileges::drop_to_needed() {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(missing) => tracing::warn!(
+            missing = %missing.join(","),
+            "started without some capabilities the daemon uses; what needs them will fail"
+        ),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot drop capabilities"),
+    }
     dataplane.set_rate_limits(config.rate_limit)?;
     let netlink = Netlink::connect()?;
     let mut instances = Vec::new();
@@ -486,6 +498,32 @@ impl Daemon {
                 tracing::warn!(instance = %self.instances[i].config.name, "a tracked item is down: starting in FAULT");
             }
             self.handle(i, Input::Fault).await;
+        }
+        self.clear_left_over_addresses(i);
+    }
+
+    /// A starting instance that is not master holds none of its addresses: any a previous run
+    /// left on the interfaces (a crash of an older daemon, keepalived's) are removed, except
+    /// those another of our instances holds as master.
+    fn clear_left_over_addresses(&mut self, i: usize) {
+        if self.instances[i].election.state() == State::Master {
+            return;
+        }
+        let held_elsewhere: Vec<(u32, IpAddr)> = self
+            .instances
+            .iter()
+            .filter(|other| other.election.state() == State::Master)
+            .flat_map(|other| other.held.iter().map(|h| (h.ifindex, h.vip.address)))
+            .collect();
+        let instance = &self.instances[i];
+        let mut holdings = instance.holdings();
+        holdings
+            .addresses
+            .retain(|(ifindex, vip)| !held_elsewhere.contains(&(*ifindex, vip.address)));
+        holdings.rules.clear();
+        holdings.routes.clear();
+        if !holdings.addresses.is_empty() {
+            self.keeper.install(&instance.config.name, false, holdings);
         }
     }
 

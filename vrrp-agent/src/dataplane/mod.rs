@@ -55,6 +55,11 @@ pub struct Dataplane {
     egress: Vec<u32>,
     /// A mode forced from the command line.
     forced_mode: Option<XdpMode>,
+    /// The programs loaded when we started, by id and name: a crashed predecessor's (which
+    /// we replace) and any other (which we name when we refuse to replace it). Learnt while
+    /// the daemon still may list programs (CAP_SYS_ADMIN); after the capabilities are dropped
+    /// a program's name cannot be read any more.
+    loaded_at_start: Vec<(u32, String)>,
     pin_dir: Option<PathBuf>,
     config: HashMap<MapData, InstanceKey, InstanceConfig>,
     seen: HashMap<MapData, InstanceKey, AdvertSeen>,
@@ -144,6 +149,7 @@ impl Dataplane {
             xdp: Vec::new(),
             egress: Vec::new(),
             forced_mode: None,
+            loaded_at_start: Vec::new(),
             pin_dir: None,
             config,
             seen,
@@ -159,6 +165,16 @@ impl Dataplane {
             events: Some(Events(events)),
             lb,
         })
+    }
+
+    /// Remembers the programs loaded now, by id and name: [`Dataplane::attach`] replaces a
+    /// crashed predecessor's and names any other it finds. Call before the capabilities are
+    /// dropped.
+    pub fn note_loaded_programs(&mut self) {
+        self.loaded_at_start = loaded_programs()
+            .filter_map(|p| p.ok())
+            .filter_map(|p| Some((p.id(), p.name_as_str()?.to_string())))
+            .collect();
     }
 
     /// Forces an XDP mode instead of native-then-generic.
@@ -213,7 +229,12 @@ impl Dataplane {
         let facts = netlink.xdp_facts(ifindex).await?;
         let mut replace = None;
         if let Some(found) = facts.attached {
-            let name = program_name(found.id);
+            let name = self
+                .loaded_at_start
+                .iter()
+                .find(|(id, _)| *id == found.id)
+                .map(|(_, name)| name.clone())
+                .or_else(|| program_name(found.id));
             if name.as_deref() != Some(PROGRAM) {
                 bail!(
                     "interface {ifname} already runs another XDP program ({}, id {}); vrrp-agent does not replace it. Detach it first (`ip link set dev {ifname} xdp off`) if it is not needed",
