@@ -27,6 +27,7 @@ fn examples_parse_to_their_committed_model_or_errors() {
         let text = std::fs::read_to_string(root().join(&relative)).unwrap();
         let options = config::Options {
             config_id: id.into(),
+            includes_within: None,
         };
         let rendered = match config::parse_with(&relative, &text, &options) {
             Ok(c) => format!("{c:#?}\n"),

@@ -19,7 +19,7 @@ use std::{
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use probe::{Probe, dns_query, hex, parse_response};
+pub use probe::{Probe, dns_query, dns_verdict, hex, parse_response, smtp_line};
 
 use crate::config::{CheckKind, Checker, Script, VirtualServer};
 

@@ -4,6 +4,7 @@
 //! Every command that needs the toolchain runs `setup` first (it is idempotent and fast when
 //! everything is in place), so a fresh machine needs nothing installed by hand.
 
+mod fuzz;
 mod install;
 mod setup;
 
@@ -49,6 +50,9 @@ usage: cargo xtask <command> [args]
   test [ARGS]      build, then run every test (unit, kernel, lab); lab tests need root
   demo             a three-router lab: elections and failovers as they happen
   lint             cargo fmt --check and clippy -D warnings, host and kernel crates
+  fuzz [--time SECS] [TARGET...]
+                   run the cargo-fuzz targets (config, vrrp_codec, control_request,
+                   checker_responses) for SECS each (default 30) from their seed corpora
   bench [--quick] [--out DIR]
                    release build, then every benchmark scenario with vrrp-agent and
                    keepalived side by side (as root; not part of CI); the report goes to
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("lint") => lint(),
         Some("bench") => bench(&rest),
+        Some("fuzz") => fuzz::fuzz(&rest),
         Some("install") => install::install(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");

@@ -382,14 +382,21 @@ async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<u16
         if n == 0 || line.len() > 4096 {
             return Err("the SMTP server closed the connection".into());
         }
-        let code = line
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("not an SMTP reply: {line:?}"))?;
-        if line.as_bytes().get(3) != Some(&b'-') {
+        let (code, more) = smtp_line(&line)?;
+        if !more {
             return Ok(code);
         }
     }
+}
+
+/// One line of an SMTP reply: its code, and whether more lines follow (`250-...`).
+pub fn smtp_line(line: &str) -> Result<(u16, bool), String> {
+    let code = line
+        .get(..3)
+        .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an SMTP reply: {line:?}"))?;
+    Ok((code, line.as_bytes().get(3) == Some(&b'-')))
 }
 
 /// `DNS_CHECK`: a query over UDP must be answered (same id, a response, RCODE NOERROR, at
@@ -413,22 +420,27 @@ async fn dns(
             .recv(&mut buf)
             .await
             .map_err(|e| format!("no answer: {e}"))?;
-        let reply = &buf[..n];
-        if reply.len() < 12 || u16::from_be_bytes([reply[0], reply[1]]) != id {
-            continue;
+        if let Some(verdict) = dns_verdict(&buf[..n], id, name) {
+            return verdict.map(|()| None);
         }
-        if reply[2] & 0x80 == 0 {
-            return Err("the reply is not a DNS response".into());
-        }
-        let rcode = reply[3] & 0x0f;
-        if rcode != 0 {
-            return Err(format!("DNS RCODE {rcode}"));
-        }
-        if u16::from_be_bytes([reply[6], reply[7]]) == 0 {
-            return Err(format!("no answer for {name}"));
-        }
-        return Ok(None);
     }
+}
+
+/// What a datagram says about query `id`: `None` when it is not the reply to it (another
+/// id, too short), else whether it answers (a response, NOERROR, at least one answer).
+pub fn dns_verdict(reply: &[u8], id: u16, name: &str) -> Option<Result<(), String>> {
+    if reply.len() < 12 || u16::from_be_bytes([reply[0], reply[1]]) != id {
+        return None;
+    }
+    Some(if reply[2] & 0x80 == 0 {
+        Err("the reply is not a DNS response".into())
+    } else if reply[3] & 0x0f != 0 {
+        Err(format!("DNS RCODE {}", reply[3] & 0x0f))
+    } else if u16::from_be_bytes([reply[6], reply[7]]) == 0 {
+        Err(format!("no answer for {name}"))
+    } else {
+        Ok(())
+    })
 }
 
 /// A DNS query with recursion desired.

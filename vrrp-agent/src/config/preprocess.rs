@@ -24,6 +24,9 @@ pub struct Options {
     /// keepalived's config id (`-i`, default: the short host name), matched by `@id` lines
     /// and available as `${_INSTANCE}`.
     pub config_id: String,
+    /// Includes may only read files under this directory (the fuzz target confines them to
+    /// its scratch directory); `None` (the daemon) allows any.
+    pub includes_within: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -35,7 +38,10 @@ impl Default for Options {
             .next()
             .unwrap_or_default()
             .to_string();
-        Self { config_id: short }
+        Self {
+            config_id: short,
+            includes_within: None,
+        }
     }
 }
 
@@ -58,6 +64,14 @@ pub const BANG: char = '\u{e001}';
 
 /// How deeply includes may nest and substitutions may recurse before we call it a loop.
 const MAX_DEPTH: u32 = 32;
+
+/// Lines the preprocessor will handle in all (after includes, generators and substitution)
+/// before it gives up: a file that includes itself under a `~SEQ` doubles at every level and
+/// would otherwise expand for ever. Far above any real configuration.
+const MAX_LINES: u32 = 1_000_000;
+
+/// Files the includes may read in all (the same file counts each time it is read).
+const MAX_INCLUDES: u32 = 10_000;
 
 /// Expands a configuration file.
 pub fn expand_file(path: &Path, options: &Options) -> (Vec<SourceLine>, Vec<Diagnostic>) {
@@ -101,6 +115,10 @@ struct Preprocessor<'a> {
     out: Vec<SourceLine>,
     errors: Vec<Diagnostic>,
     random: u64,
+    /// Lines handled so far (see [`MAX_LINES`]).
+    lines: u32,
+    /// Files included so far (see [`MAX_INCLUDES`]).
+    includes: u32,
 }
 
 /// Where the line being processed came from, and the directory `${_PWD}` names.
@@ -133,6 +151,8 @@ impl<'a> Preprocessor<'a> {
             out: Vec::new(),
             errors: Vec::new(),
             random: seed | 1,
+            lines: 0,
+            includes: 0,
         }
     }
 
@@ -193,6 +213,19 @@ impl<'a> Preprocessor<'a> {
     /// One line: include, conditional, definition, generators, then substitution (which may
     /// produce lines that go through all of it again).
     fn line(&mut self, origin: &Origin, text: &str, depth: u32) {
+        self.lines = self.lines.saturating_add(1);
+        if self.lines >= MAX_LINES {
+            if self.lines == MAX_LINES {
+                self.errors.push(
+                    Diagnostic::new(
+                        &origin.location(0),
+                        format!("the configuration expands to more than {MAX_LINES} lines"),
+                    )
+                    .hint("an include or a ~SEQ/~LST probably repeats itself"),
+                );
+            }
+            return;
+        }
         if depth > MAX_DEPTH {
             self.errors.push(
                 Diagnostic::new(&origin.location(0), "parameter substitution does not end")
@@ -373,6 +406,25 @@ impl<'a> Preprocessor<'a> {
             );
         }
         for file in files {
+            if let Some(root) = &self.options.includes_within
+                && !std::fs::canonicalize(&file).is_ok_and(|f| f.starts_with(root))
+            {
+                self.errors.push(Diagnostic::new(
+                    &at,
+                    format!("included {} is outside {}", file.display(), root.display()),
+                ));
+                continue;
+            }
+            self.includes = self.includes.saturating_add(1);
+            if self.includes >= MAX_INCLUDES {
+                if self.includes == MAX_INCLUDES {
+                    self.errors.push(
+                        Diagnostic::new(&at, format!("more than {MAX_INCLUDES} files included"))
+                            .hint("a file probably includes itself more than once"),
+                    );
+                }
+                return;
+            }
             match std::fs::read_to_string(&file) {
                 Ok(text) => self.file(&file, &text, depth + 1),
                 Err(e) if check.readable => self.errors.push(Diagnostic::new(

@@ -249,7 +249,7 @@ pub fn parse_lines(lines: &[SourceLine]) -> Result<Parsed, Vec<Diagnostic>> {
         pos: 0,
         errors,
     };
-    let statements = parser.block(None);
+    let statements = parser.block(None, 0);
     if parser.errors.is_empty() {
         Ok(Parsed {
             statements,
@@ -278,6 +278,10 @@ pub fn parse(file: &Path, text: &str, options: &Options) -> Result<Parsed, Vec<D
     }
 }
 
+/// How deep blocks may nest (keepalived's deepest is four: virtual_server, real_server, a
+/// checker, `url`).
+const MAX_NESTING: u32 = 16;
+
 struct Parser {
     tokens: Vec<Placed>,
     pos: usize,
@@ -285,8 +289,38 @@ struct Parser {
 }
 
 impl Parser {
-    /// Parses statements until the `}` closing a block opened at `opened` (or the end).
-    fn block(&mut self, opened: Option<&Location>) -> Vec<Statement> {
+    /// Skips to the `}` closing the block just opened, without recursion.
+    fn skip_block(&mut self) {
+        let mut open = 1u32;
+        while let Some((_, token)) = self.tokens.get(self.pos) {
+            self.pos += 1;
+            match token {
+                Token::Open(_) => open += 1,
+                Token::Close(_) => {
+                    open -= 1;
+                    if open == 0 {
+                        return;
+                    }
+                }
+                Token::Word(_) => {}
+            }
+        }
+    }
+
+    /// Parses statements until the `}` closing a block opened at `opened` (or the end), at
+    /// nesting `depth`. Deeper than [`MAX_NESTING`] the block is reported and skipped: the
+    /// recursion must not exhaust the stack on a hostile or generated file.
+    fn block(&mut self, opened: Option<&Location>, depth: u32) -> Vec<Statement> {
+        if let Some(at) = opened
+            && depth > MAX_NESTING
+        {
+            self.errors.push(Diagnostic::new(
+                at,
+                format!("blocks nest more than {MAX_NESTING} deep"),
+            ));
+            self.skip_block();
+            return Vec::new();
+        }
         let mut statements: Vec<Statement> = Vec::new();
         while let Some((line, token)) = self.tokens.get(self.pos).cloned() {
             self.pos += 1;
@@ -302,7 +336,7 @@ impl Parser {
                 }
                 Token::Open(at) => {
                     // `{` alone on a line opens the block of the statement just before it.
-                    let children = self.block(Some(&at));
+                    let children = self.block(Some(&at), depth + 1);
                     match statements.last_mut() {
                         Some(last) if last.block.is_none() => last.block = Some(children),
                         _ => self.errors.push(
@@ -326,7 +360,7 @@ impl Parser {
                             }
                             Token::Open(at) => {
                                 self.pos += 1;
-                                block = Some(self.block(Some(&at)));
+                                block = Some(self.block(Some(&at), depth + 1));
                                 break;
                             }
                             Token::Close(_) => break,
@@ -364,6 +398,7 @@ mod tests {
     fn parse_ok(text: &str) -> Parsed {
         let options = Options {
             config_id: "test".into(),
+            includes_within: None,
         };
         parse(Path::new("k.conf"), text, &options).unwrap()
     }
@@ -371,8 +406,25 @@ mod tests {
     fn parse_err(text: &str) -> Vec<Diagnostic> {
         let options = Options {
             config_id: "test".into(),
+            includes_within: None,
         };
         parse(Path::new("k.conf"), text, &options).err().unwrap()
+    }
+
+    /// Found by the config fuzz target: thousands of nested blocks overflowed the stack.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let text = format!(
+            "a {}\nb\n{}",
+            "x {\n".repeat(100_000),
+            "}\n".repeat(100_000)
+        );
+        let errors = parse_err(&text);
+        assert!(
+            errors[0].message.contains("nest more than"),
+            "{:?}",
+            errors[0]
+        );
     }
 
     #[test]

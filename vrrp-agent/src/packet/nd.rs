@@ -73,7 +73,9 @@ impl NeighbourAdvert {
         let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?);
         let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
         let icmp = ip.get(IPV6_HLEN..IPV6_HLEN + len)?;
-        if icmp[0] != NEIGHBOUR_ADVERTISEMENT
+        // An NA is at least 24 bytes (type, code, checksum, flags, target).
+        if icmp.len() < 24
+            || icmp[0] != NEIGHBOUR_ADVERTISEMENT
             || checksum(
                 pseudo_header_sum(IpAddr::V6(src), IpAddr::V6(dst), ICMPV6, len),
                 icmp,
@@ -109,6 +111,18 @@ impl NeighbourAdvert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the vrrp_codec fuzz target: a payload length of zero indexed an empty slice.
+    #[test]
+    fn a_short_payload_is_not_an_na() {
+        let mut frame = unsolicited_na(
+            [2, 0, 0, 0, 0, 1],
+            "fe80::1".parse().unwrap(),
+            "fd00::1".parse().unwrap(),
+        );
+        frame[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&[0, 0]);
+        assert!(NeighbourAdvert::parse_frame(&frame).is_none());
+    }
 
     #[test]
     fn unsolicited_na_has_the_rfc_flags_and_option() {

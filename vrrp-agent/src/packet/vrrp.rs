@@ -60,6 +60,12 @@ pub enum ParseError {
     /// Wrong checksum in every accepted form.
     #[error("checksum error")]
     Checksum,
+    /// An address count of zero (RFC 9568 erratum 8299; the kernel's `address-list-errors`).
+    #[error("address list error")]
+    AddressList,
+    /// An advertisement interval of zero (erratum 8301; the kernel's `interval-errors`).
+    #[error("interval error")]
+    Interval,
 }
 
 impl Advert {
@@ -157,6 +163,9 @@ impl Advert {
         }
         let size = if src.is_ipv6() { 16 } else { 4 };
         let count = usize::from(msg[3]);
+        if count == 0 {
+            return Err(ParseError::AddressList);
+        }
         let addresses_end = VRRP_HLEN + size * count;
         if msg.len() != addresses_end + if v2 { V2_AUTH_LEN } else { 0 } {
             return Err(ParseError::Length);
@@ -169,6 +178,14 @@ impl Advert {
         }
         let auth = (v2 && msg[4] != 0)
             .then(|| <[u8; 8]>::try_from(&msg[addresses_end..]).unwrap_or_default());
+        let interval_cs = if v2 {
+            u16::from(msg[5]) * 100
+        } else {
+            u16::from_be_bytes([msg[4] & 0x0f, msg[5]])
+        };
+        if interval_cs == 0 {
+            return Err(ParseError::Interval);
+        }
         let addresses = msg[VRRP_HLEN..addresses_end]
             .chunks_exact(size)
             .map(|c| match <[u8; 16]>::try_from(c) {
@@ -180,11 +197,7 @@ impl Advert {
             version,
             vrid: msg[1],
             priority: msg[2],
-            interval_cs: if v2 {
-                u16::from(msg[5]) * 100
-            } else {
-                u16::from_be_bytes([msg[4] & 0x0f, msg[5]])
-            },
+            interval_cs,
             addresses,
             auth,
         })
@@ -209,6 +222,23 @@ mod tests {
             assert_eq!(wire.len(), 12);
             assert_eq!(Advert::parse(&wire, SRC, GROUP).unwrap(), advert());
         }
+    }
+
+    /// Found by the vrrp_codec fuzz target: a v2 advert with interval 0 parsed, and encoded
+    /// back as 1 s. Interval 0 (and an empty address list) are refused, as in the kernel.
+    #[test]
+    fn interval_zero_and_no_addresses_are_refused() {
+        let crash = [
+            33, 51, 100, 1, 1, 0, 51, 1, 10, 26, 0, 100, 115, 101, 99, 114, 101, 116, 0, 0,
+        ];
+        assert_eq!(Advert::parse(&crash, SRC, GROUP), Err(ParseError::Interval));
+        let mut empty = advert();
+        empty.addresses.clear();
+        let wire = empty.encode(SRC, GROUP, ChecksumForm::PseudoHeader);
+        assert_eq!(
+            Advert::parse(&wire, SRC, GROUP),
+            Err(ParseError::AddressList)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@ use super::{glob::wildcard_match, *};
 fn opts(id: &str) -> Options {
     Options {
         config_id: id.into(),
+        includes_within: None,
     }
 }
 
@@ -172,6 +173,27 @@ fn includes_glob_with_braces_relative_to_the_including_file() {
     std::fs::write(dir.join("self.conf"), "include self.conf\n").unwrap();
     let (_, errors) = expand_text(&main, "include self.conf\n", &opts("x"));
     assert!(errors[0].message.contains("nest too deeply"), "{errors:?}");
+    // Found by the config fuzz target: a file including itself twice per level doubles at
+    // every level; the expansion stops at a bound instead of running for ever.
+    std::fs::write(
+        dir.join("twice.conf"),
+        "x\ninclude twice.conf\ninclude twice.conf\n",
+    )
+    .unwrap();
+    let (_, errors) = expand_text(&main, "include twice.conf\n", &opts("x"));
+    assert!(
+        errors.iter().any(|e| e.message.contains("files included")),
+        "{errors:?}"
+    );
+    // Only regular files match (a device or FIFO would block or never end).
+    let (out, errors) = expand_text(&main, "include /dev/zero\n", &opts("x"));
+    assert!(out.is_empty() && errors.is_empty(), "{errors:?}");
+    let confined = Options {
+        includes_within: Some(std::fs::canonicalize(&conf_d).unwrap()),
+        ..opts("x")
+    };
+    let (_, errors) = expand_text(&main, "include leaf.conf\n", &confined);
+    assert!(errors[0].message.contains("is outside"), "{errors:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
