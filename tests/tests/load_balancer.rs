@@ -219,11 +219,11 @@ fn dr_spreads_by_weight_avoids_a_failed_server_and_falls_back_to_the_sorry_serve
     let flows: u64 = status.virtual_servers[0]
         .real_servers
         .iter()
-        .map(|rs| rs.flows)
+        .map(|rs| rs.forwarded.flows)
         .sum();
     assert!(flows >= 40, "flows counted: {flows}");
     assert_eq!(
-        status.virtual_servers[0].flows, flows,
+        status.virtual_servers[0].forwarded.flows, flows,
         "the virtual server's total is its real servers' sum"
     );
 
@@ -245,8 +245,8 @@ fn dr_spreads_by_weight_avoids_a_failed_server_and_falls_back_to_the_sorry_serve
     .expect("the sorry server answers once every real server is down");
     // The sorry server's flows count in the virtual server's total.
     let vs = &director.status().expect("status").virtual_servers[0];
-    let by_real_servers: u64 = vs.real_servers.iter().map(|rs| rs.flows).sum();
-    assert!(vs.flows >= by_real_servers + 3, "{vs:?}");
+    let by_real_servers: u64 = vs.real_servers.iter().map(|rs| rs.forwarded.flows).sum();
+    assert!(vs.forwarded.flows >= by_real_servers + 3, "{vs:?}");
 }
 
 fn count_prefix(seen: &BTreeMap<String, usize>, prefix: &str) -> usize {

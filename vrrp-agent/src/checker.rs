@@ -161,15 +161,31 @@ pub struct RealServerStatus {
     pub in_pool: bool,
     /// Its checkers.
     pub checkers: Vec<CheckerStatus>,
-    /// Packets the load balancer forwarded to it.
+    /// What the load balancer forwarded to it.
+    #[serde(flatten, default)]
+    pub forwarded: Forwarded,
+}
+
+/// What the XDP load balancer forwarded (to a real server, or for a whole virtual server).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Forwarded {
+    /// Packets.
     #[serde(default)]
     pub packets: u64,
-    /// Bytes (IP length) forwarded to it.
+    /// Bytes (IP length).
     #[serde(default)]
     pub bytes: u64,
-    /// New flows (connections) placed on it.
+    /// New flows (connections) placed.
     #[serde(default)]
     pub flows: u64,
+}
+
+impl std::ops::AddAssign for Forwarded {
+    fn add_assign(&mut self, other: Self) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.flows += other.flows;
+    }
 }
 
 /// A virtual server's state, for `status`.
@@ -183,15 +199,9 @@ pub struct VirtualServerStatus {
     pub quorum_up: bool,
     /// Whether the sorry server stands in (quorum lost).
     pub sorry_server_active: bool,
-    /// Packets the load balancer forwarded for it (its real servers and sorry server).
-    #[serde(default)]
-    pub packets: u64,
-    /// Bytes (IP length) forwarded for it.
-    #[serde(default)]
-    pub bytes: u64,
-    /// New flows (connections) placed for it.
-    #[serde(default)]
-    pub flows: u64,
+    /// What the load balancer forwarded for it (its real servers and sorry server).
+    #[serde(flatten, default)]
+    pub forwarded: Forwarded,
     /// Its real servers.
     pub real_servers: Vec<RealServerStatus>,
 }
@@ -455,9 +465,7 @@ impl Checkers {
                 live_weight: vs.live_weight(),
                 quorum_up: vs.quorum_up,
                 sorry_server_active: vs.config.sorry_server.is_some() && !vs.quorum_up,
-                packets: 0,
-                bytes: 0,
-                flows: 0,
+                forwarded: Forwarded::default(),
                 real_servers: vs
                     .real_servers
                     .iter()
@@ -474,9 +482,7 @@ impl Checkers {
                             0
                         },
                         in_pool: rs.up || config.inhibit_on_failure,
-                        packets: 0,
-                        bytes: 0,
-                        flows: 0,
+                        forwarded: Forwarded::default(),
                         checkers: rs
                             .checkers
                             .iter()

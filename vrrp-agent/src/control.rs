@@ -226,9 +226,9 @@ impl Status {
                 } else {
                     ""
                 },
-                vs.flows,
-                vs.packets,
-                vs.bytes
+                vs.forwarded.flows,
+                vs.forwarded.packets,
+                vs.forwarded.bytes
             );
             for rs in &vs.real_servers {
                 let _ = writeln!(
@@ -237,9 +237,9 @@ impl Status {
                     rs.server,
                     if rs.up { "UP" } else { "DOWN" },
                     rs.weight,
-                    rs.flows,
-                    rs.packets,
-                    rs.bytes
+                    rs.forwarded.flows,
+                    rs.forwarded.packets,
+                    rs.forwarded.bytes
                 );
                 for c in &rs.checkers {
                     let why = c

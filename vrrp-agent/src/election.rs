@@ -511,4 +511,6 @@ fn grid_after(now: Nanos, period: Nanos) -> Nanos {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@ use vrrp_common::{
 };
 
 use crate::{
-    checker::VirtualServerStatus,
+    checker::{Forwarded, VirtualServerStatus},
     config::{Protocol, VirtualServer},
     dataplane::Dataplane,
     net::link::Netlink,
@@ -277,20 +277,18 @@ impl Balancer {
     pub fn annotate(&self, dataplane: &Dataplane, status: &mut [VirtualServerStatus]) {
         for (id, vs) in status.iter_mut().enumerate() {
             // The virtual server's totals: its real servers' and the sorry server's.
-            let sorry = dataplane.lb.counters(id as u32, SORRY_INDEX);
-            (vs.packets, vs.bytes, vs.flows) = (
-                sorry[lb_counters::PACKETS],
-                sorry[lb_counters::BYTES],
-                sorry[lb_counters::FLOWS],
-            );
+            let forwarded = |index: u32| {
+                let c = dataplane.lb.counters(id as u32, index);
+                Forwarded {
+                    packets: c[lb_counters::PACKETS],
+                    bytes: c[lb_counters::BYTES],
+                    flows: c[lb_counters::FLOWS],
+                }
+            };
+            vs.forwarded = forwarded(SORRY_INDEX);
             for (index, rs) in vs.real_servers.iter_mut().enumerate() {
-                let c = dataplane.lb.counters(id as u32, index as u32);
-                rs.packets = c[lb_counters::PACKETS];
-                rs.bytes = c[lb_counters::BYTES];
-                rs.flows = c[lb_counters::FLOWS];
-                vs.packets += rs.packets;
-                vs.bytes += rs.bytes;
-                vs.flows += rs.flows;
+                rs.forwarded = forwarded(index as u32);
+                vs.forwarded += rs.forwarded;
             }
         }
     }

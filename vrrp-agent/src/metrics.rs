@@ -205,9 +205,9 @@ pub fn render(status: &Status) -> String {
             );
             rs_up.push((labels.clone(), u64::from(rs.up)));
             rs_weight.push((labels.clone(), u64::from(rs.weight)));
-            packets.push((labels.clone(), rs.packets));
-            bytes.push((labels.clone(), rs.bytes));
-            flows.push((labels.clone(), rs.flows));
+            packets.push((labels.clone(), rs.forwarded.packets));
+            bytes.push((labels.clone(), rs.forwarded.bytes));
+            flows.push((labels.clone(), rs.forwarded.flows));
             for c in &rs.checkers {
                 let labels = format!("{labels},check=\"{}\"", escape(&c.check));
                 checks.push((labels.clone(), c.attempts));
@@ -280,17 +280,17 @@ pub fn render(status: &Status) -> String {
         (
             "lvs_virtual_server_packets_total",
             "Packets the XDP load balancer forwarded for a virtual server (sorry server included).",
-            (|vs| vs.packets) as fn(&VirtualServerStatus) -> u64,
+            (|vs| vs.forwarded.packets) as fn(&VirtualServerStatus) -> u64,
         ),
         (
             "lvs_virtual_server_bytes_total",
             "Bytes (IP length) the XDP load balancer forwarded for a virtual server.",
-            |vs| vs.bytes,
+            |vs| vs.forwarded.bytes,
         ),
         (
             "lvs_virtual_server_flows_total",
             "New flows the XDP load balancer placed for a virtual server.",
-            |vs| vs.flows,
+            |vs| vs.forwarded.flows,
         ),
     ] {
         family(name, "counter", help, &per_vs(&value));

@@ -49,7 +49,7 @@ pub fn run(window: Duration) -> Result<ForwardSample> {
             .and_then(|s| {
                 s.virtual_servers
                     .first()
-                    .and_then(|v| v.real_servers.first().map(|r| r.packets))
+                    .and_then(|v| v.real_servers.first().map(|r| r.forwarded.packets))
             })
             .unwrap_or(0)
     };
