@@ -321,6 +321,18 @@ fn interface_down_is_fault_and_the_backup_takes_over() {
     );
     assert!(backup.wait_state(State::Backup, 2 * SEC).is_some());
     assert!(lab.addresses(lab.router(0)).unwrap().contains(&VIP));
+    // One of the fault suite's scenarios: the master's link down and up again.
+    let steady = vrrp_lab::faults::settle(
+        &lab,
+        "master-link-down-up",
+        &[
+            (lab.router(0), Some(&master)),
+            (lab.router(1), Some(&backup)),
+        ],
+        &[VIP],
+        5 * SEC,
+    );
+    assert!(steady.ok(), "{steady:?}");
 }
 
 #[test]

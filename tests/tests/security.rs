@@ -166,6 +166,13 @@ fn the_daemon_keeps_exactly_the_capabilities_it_documents() {
     assert_eq!(field("CapEff:"), documented, "effective set");
     assert_eq!(field("CapPrm:"), documented, "permitted set");
     assert_eq!(field("CapInh:"), 0, "inheritable set");
+    // The control socket is root's alone.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
     assert!(
         wait_for(3 * SEC, Duration::from_millis(50), || {
             lab.addresses(lab.router(0))
