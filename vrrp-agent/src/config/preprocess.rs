@@ -71,7 +71,7 @@ const MAX_DEPTH: u32 = 32;
 const MAX_LINES: u32 = 1_000_000;
 
 /// Files the includes may read in all (the same file counts each time it is read).
-const MAX_INCLUDES: u32 = 10_000;
+const MAX_INCLUDES: u32 = 1_000;
 
 /// Expands a configuration file.
 pub fn expand_file(path: &Path, options: &Options) -> (Vec<SourceLine>, Vec<Diagnostic>) {
