@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -33,7 +33,11 @@ impl NameService {
     }
 
     fn serve(ns: &str, name: &str, echo: bool) -> Self {
-        let listener = vrrp_lab::netns::run_in(ns, || TcpListener::bind(("0.0.0.0", 80)))
+        Self::serve_on(ns, Ipv4Addr::UNSPECIFIED.into(), name, echo)
+    }
+
+    fn serve_on(ns: &str, addr: IpAddr, name: &str, echo: bool) -> Self {
+        let listener = vrrp_lab::netns::run_in(ns, move || TcpListener::bind((addr, 80)))
             .expect("enter the namespace")
             .expect("listen on port 80");
         listener.set_nonblocking(true).expect("non-blocking");
@@ -113,10 +117,15 @@ fn spread(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
 
 /// Opens `n` connections from the client to VIP:`port` and counts who answered.
 fn spread_to(lab: &Lab, port: u16, n: usize) -> BTreeMap<String, usize> {
+    spread_over(lab, VIP.into(), port, n)
+}
+
+/// Opens `n` connections from the client to `vip`:`port` and counts who answered.
+fn spread_over(lab: &Lab, vip: IpAddr, port: u16, n: usize) -> BTreeMap<String, usize> {
     vrrp_lab::netns::run_in(&lab.client.ns, move || {
         let mut seen = BTreeMap::new();
         for _ in 0..n {
-            let answer = TcpStream::connect_timeout(&(VIP, port).into(), SEC)
+            let answer = TcpStream::connect_timeout(&(vip, port).into(), SEC)
                 .and_then(|mut s| {
                     s.set_read_timeout(Some(SEC))?;
                     // The greeting (the name) comes in one segment.
@@ -611,4 +620,106 @@ fn mh_moves_only_a_failed_servers_clients_and_keeps_established_connections() {
         }
     }
     assert!(moved > 0, "no client was on rs4: {placed:?}");
+}
+
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+
+/// `fd00::N/64` on a node's interface (the lab has IPv4 only; DAD is off in its namespaces).
+fn add_v6(ns: &str, n: u16) -> Ipv6Addr {
+    let addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n);
+    vrrp_lab::netns::ip(
+        ns,
+        &["addr", "add", &format!("{addr}/64"), "dev", "eth0", "nodad"],
+    )
+    .expect("IPv6 address");
+    addr
+}
+
+#[test]
+fn ipv6_virtual_servers_forward_by_dr_and_nat() {
+    if !require_root("ipv6_virtual_servers_forward_by_dr_and_nat") {
+        return;
+    }
+    let lab = Lab::new("lbv6", 5).expect("lab");
+    let director = lab.router(0).ns.clone();
+    add_v6(&director, 1);
+    add_v6(&lab.client.ns, 0x50);
+    // NAT replies reach the client through the director, which routes them.
+    sysctl(&director, "net.ipv6.conf.all.forwarding", "1");
+    // r3 and r4 are DR real servers: the VIP on lo (Linux answers neighbour solicitations
+    // only for addresses of the interface they arrive on, so eth0 stays quiet about it).
+    let mut services = Vec::new();
+    for i in [2, 3] {
+        let ns = &lab.router(i).ns;
+        add_v6(ns, i as u16 + 1);
+        vrrp_lab::netns::ip(ns, &["addr", "add", &format!("{VIP6}/128"), "dev", "lo"])
+            .expect("VIP on lo");
+        services.push(NameService::serve_on(
+            ns,
+            Ipv6Addr::UNSPECIFIED.into(),
+            &format!("rs{}", i + 1),
+            false,
+        ));
+    }
+    // r5 is the NAT real server: its route to the client goes through the director, and it
+    // must not take the director's redirect to the client (that would bypass the NAT).
+    let nat_ns = &lab.router(4).ns;
+    add_v6(nat_ns, 5);
+    sysctl(nat_ns, "net.ipv6.conf.all.accept_redirects", "0");
+    sysctl(nat_ns, "net.ipv6.conf.eth0.accept_redirects", "0");
+    vrrp_lab::netns::ip(
+        nat_ns,
+        &["-6", "route", "add", "fd00::50/128", "via", "fd00::1"],
+    )
+    .expect("route to the client via the director");
+    let _nat_service = NameService::serve_on(nat_ns, Ipv6Addr::UNSPECIFIED.into(), "rs5", false);
+
+    let check = "TCP_CHECK {\n            connect_timeout 1\n        }";
+    let config = format!(
+        "global_defs {{\n    vrrp_version 3\n}}\n\
+         vrrp_instance VI_6 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    priority 255\n    advert_int 0.1\n    virtual_ipaddress {{\n        {VIP6}/64\n    }}\n}}\n\
+         virtual_server {VIP6} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n\
+             real_server fd00::3 80 {{\n        {check}\n    }}\n\
+             real_server fd00::4 80 {{\n        {check}\n    }}\n}}\n\
+         virtual_server {VIP6} 8080 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n\
+             real_server fd00::5 80 {{\n        {check}\n    }}\n}}\n"
+    );
+    let agent = lab.spawn_agent(lab.router(0), &config).expect("director");
+    for server in ["[fd00::3]:80", "[fd00::4]:80", "[fd00::5]:80"] {
+        wait_server(&agent, server, true);
+    }
+    let vip: IpAddr = VIP6.into();
+    // DR: the real servers' MACs come from neighbour discovery within a second or two.
+    wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        (spread_over(&lab, vip, 80, 6)
+            .keys()
+            .filter(|k| k.starts_with("rs"))
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .expect("both DR real servers answer through the IPv6 VIP");
+    let seen = spread_over(&lab, vip, 80, 20);
+    assert_eq!(count_prefix(&seen, "rs"), 20, "{seen:?}");
+    for rs in ["rs3", "rs4"] {
+        let n = seen.get(rs).copied().unwrap_or(0);
+        assert!((5..=15).contains(&n), "rr over two servers: {seen:?}");
+    }
+    // NAT: the client connected to [VIP]:8080 and was answered from there, so the director
+    // rewrote the destination on the way in and the source on the way back.
+    let seen = spread_over(&lab, vip, 8080, 5);
+    assert_eq!(seen.get("rs5"), Some(&5), "NAT over IPv6: {seen:?}");
+
+    let status = agent.status().expect("status");
+    assert!(
+        status.virtual_servers[0].forwarded.flows >= 20,
+        "{status:?}"
+    );
+    assert!(status.virtual_servers[1].forwarded.flows >= 5, "{status:?}");
+
+    // A failed DR real server is avoided.
+    services[0].stop();
+    wait_server(&agent, "[fd00::3]:80", false);
+    let seen = spread_over(&lab, vip, 80, 6);
+    assert_eq!(seen.get("rs4"), Some(&6), "{seen:?}");
 }

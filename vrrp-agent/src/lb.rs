@@ -13,15 +13,15 @@ mod table;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::{IpAddr, Ipv4Addr, UdpSocket},
+    net::{IpAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
 use vrrp_common::{
     InstanceKey,
     lb::{
-        KIND_DR, KIND_NAT, LbBackend, LbService, LbServiceKey, MAX_REAL_SERVERS, MAX_SERVICES,
-        TABLE_SLOTS, lb_counters, pick,
+        KIND_DR, KIND_NAT, LbAddr, LbBackend, LbService, LbServiceKey, MAX_REAL_SERVERS,
+        MAX_SERVICES, TABLE_SLOTS, lb_counters, mapped_v4, pick,
     },
 };
 
@@ -49,7 +49,7 @@ pub struct Balancer {
     /// Interfaces running our program for NAT replies (attached once).
     reply_interfaces: Vec<u32>,
     /// Where each real server was found (interface, MAC) and when.
-    located: HashMap<(Ipv4Addr, u8), (u32, [u8; 6], Instant)>,
+    located: HashMap<(IpAddr, u8), (u32, [u8; 6], Instant)>,
 }
 
 /// How long a real server's interface and MAC are trusted before netlink is asked again.
@@ -57,7 +57,7 @@ const LOCATE_TTL: Duration = Duration::from_secs(10);
 
 /// A real server the table may hold: where it is and its weight now.
 struct Candidate {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     weight: u32,
     index: u32,
@@ -66,8 +66,24 @@ struct Candidate {
 /// Whether the XDP balancer forwards this virtual server; `Err` says why not (the config
 /// checker warns with it).
 pub fn forwardable(vs: &VirtualServer) -> Result<(), String> {
-    if !vs.address.is_ipv4() || vs.group.iter().any(|(a, _)| !a.is_ipv4()) {
-        return Err("IPv6 virtual servers are health-checked but not load-balanced: the XDP load balancer is IPv4-only".into());
+    let v4 = vs.address.is_ipv4();
+    if vs.group.iter().any(|(a, _)| a.is_ipv4() != v4) {
+        return Err(
+            "a virtual_server_group mixing IPv4 and IPv6 is health-checked but not load-balanced: DR and NAT forward within one family"
+                .into(),
+        );
+    }
+    let family = |a: &IpAddr| a.is_ipv4() == v4;
+    if let Some(rs) = vs.real_servers.iter().find(|rs| !family(&rs.address)) {
+        return Err(format!(
+            "real server {} is not of the virtual server's address family: DR and NAT forward within one family, so this virtual server is health-checked but not load-balanced",
+            rs.address
+        ));
+    }
+    if let Some((sorry, _)) = vs.sorry_server.filter(|(a, _)| !family(a)) {
+        return Err(format!(
+            "sorry_server {sorry} is not of the virtual server's address family: this virtual server is health-checked but not load-balanced"
+        ));
     }
     if vs.protocol == Protocol::Sctp {
         return Err(
@@ -127,9 +143,8 @@ impl Balancer {
                 vs.group.clone()
             };
             for (address, port) in members {
-                let IpAddr::V4(addr) = address else { continue };
                 let key = LbServiceKey {
-                    addr: addr.octets(),
+                    addr: lb_addr(address),
                     port: port.to_be_bytes(),
                     protocol: if vs.protocol == Protocol::Udp { 17 } else { 6 },
                     pad: 0,
@@ -211,7 +226,7 @@ impl Balancer {
             }
         };
         Some(LbBackend {
-            addr: c.addr.octets(),
+            addr: lb_addr(c.addr),
             port: c.port.to_be_bytes(),
             mac,
             ifindex,
@@ -225,7 +240,7 @@ impl Balancer {
         &mut self,
         dataplane: &mut Dataplane,
         netlink: &Netlink,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         kind: u8,
     ) -> Option<(u32, [u8; 6])> {
         let ifindex = match netlink.connected_interface(addr).await {
@@ -247,8 +262,14 @@ impl Balancer {
         match netlink.neighbour(ifindex, addr).await {
             Ok(Some(mac)) => Some((ifindex, mac)),
             _ => {
-                // Make the kernel resolve it; the next sync finds it.
-                if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+                // Make the kernel resolve it (ARP or neighbour discovery); the next sync
+                // finds it.
+                let any = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                if let Ok(s) = UdpSocket::bind(any) {
                     let _ = s.send_to(&[0], (addr, 9));
                 }
                 tracing::debug!(server = %addr, "real server's MAC not known yet");
@@ -297,7 +318,7 @@ impl Balancer {
 /// The real servers a service may send new flows to now, or its sorry server.
 fn candidates(vs: &VirtualServer, st: &VirtualServerStatus) -> Vec<Candidate> {
     if st.sorry_server_active
-        && let Some((IpAddr::V4(addr), port)) = vs.sorry_server
+        && let Some((addr, port)) = vs.sorry_server
     {
         return vec![Candidate {
             addr,
@@ -310,14 +331,12 @@ fn candidates(vs: &VirtualServer, st: &VirtualServerStatus) -> Vec<Candidate> {
         .iter()
         .zip(&st.real_servers)
         .enumerate()
-        .filter_map(|(index, (rs, s))| match rs.address {
-            IpAddr::V4(addr) if s.up && s.weight > 0 => Some(Candidate {
-                addr,
-                port: rs.port,
-                weight: s.weight,
-                index: index as u32,
-            }),
-            _ => None,
+        .filter(|(_, (_, s))| s.up && s.weight > 0)
+        .map(|(index, (rs, s))| Candidate {
+            addr: rs.address,
+            port: rs.port,
+            weight: s.weight,
+            index: index as u32,
         })
         .collect()
 }
@@ -325,20 +344,43 @@ fn candidates(vs: &VirtualServer, st: &VirtualServerStatus) -> Vec<Candidate> {
 /// The table of a service over the located real servers.
 fn schedule(vs: &VirtualServer, backends: &[(LbBackend, Candidate)]) -> Vec<LbBackend> {
     let scheduler = vs.scheduler.to_ascii_lowercase();
+    let sorry = backends.iter().any(|(_, c)| c.index == SORRY_INDEX);
+    if (scheduler == "sh" || scheduler == "mh") && !sorry {
+        return hashed(vs, backends);
+    }
     let weights: Vec<u32> = backends
         .iter()
         .map(|(_, c)| if scheduler == "rr" { 1 } else { c.weight })
         .collect();
-    let order = if scheduler == "sh" || scheduler == "mh" {
-        let names: Vec<String> = backends
-            .iter()
-            .map(|(_, c)| format!("{}:{}", c.addr, c.port))
-            .collect();
-        table::maglev(&names, &weights, TABLE_SLOTS as usize)
-    } else {
-        table::weighted_sequence(&weights, TABLE_SLOTS as usize)
-    };
-    order.into_iter().map(|i| backends[i].0).collect()
+    table::weighted_sequence(&weights, TABLE_SLOTS as usize)
+        .into_iter()
+        .map(|i| backends[i].0)
+        .collect()
+}
+
+/// sh/mh: a Maglev table over every configured real server (the current weight of those in
+/// the table, the configured one of the others), whose absent servers' slots go to present
+/// ones, so a failure moves only the failed server's clients.
+fn hashed(vs: &VirtualServer, backends: &[(LbBackend, Candidate)]) -> Vec<LbBackend> {
+    let names: Vec<String> = vs
+        .real_servers
+        .iter()
+        .map(|rs| std::net::SocketAddr::new(rs.address, rs.port).to_string())
+        .collect();
+    let mut weights: Vec<u32> = vs.real_servers.iter().map(|rs| rs.weight).collect();
+    let mut by_index: Vec<Option<LbBackend>> = vec![None; names.len()];
+    for (backend, c) in backends {
+        let i = c.index as usize;
+        if let (Some(w), Some(slot)) = (weights.get_mut(i), by_index.get_mut(i)) {
+            *w = c.weight;
+            *slot = Some(*backend);
+        }
+    }
+    let present: Vec<bool> = by_index.iter().map(Option::is_some).collect();
+    table::maglev_stable(&names, &weights, &present, TABLE_SLOTS as usize)
+        .into_iter()
+        .filter_map(|i| by_index[i])
+        .collect()
 }
 
 /// How the kernel picks a slot for the service's scheduler.
@@ -354,9 +396,16 @@ fn pick_of(vs: &VirtualServer) -> u8 {
 
 fn service_name(key: &LbServiceKey) -> String {
     let proto = if key.protocol == 17 { "UDP" } else { "TCP" };
-    format!(
-        "{}:{}/{proto}",
-        Ipv4Addr::from(key.addr),
-        u16::from_be_bytes(key.port)
-    )
+    let v6 = std::net::Ipv6Addr::from(key.addr);
+    let addr = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    let port = u16::from_be_bytes(key.port);
+    format!("{}/{proto}", std::net::SocketAddr::new(addr, port))
+}
+
+/// An address as the kernel's maps hold it.
+fn lb_addr(addr: IpAddr) -> LbAddr {
+    match addr {
+        IpAddr::V4(v4) => mapped_v4(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
 }

@@ -45,12 +45,24 @@ pub mod lb_counters {
 /// Per real server counters, indexed by [`lb_counters`].
 pub type LbCounters = [u64; lb_counters::COUNT];
 
-/// Key of the services map: an IPv4 virtual service.
+/// An address as the load balancer's maps hold it: IPv6 as it is, IPv4 as an IPv4-mapped
+/// IPv6 address (`::ffff:a.b.c.d`), so one key type serves both families and they never
+/// collide.
+pub type LbAddr = [u8; 16];
+
+/// The [`LbAddr`] of an IPv4 address.
+pub const fn mapped_v4(v4: [u8; 4]) -> LbAddr {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
+}
+
+/// Key of the services map: a virtual service (IPv4 or IPv6).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LbServiceKey {
-    /// The virtual address (network byte order).
-    pub addr: [u8; 4],
+    /// The virtual address ([`LbAddr`]).
+    pub addr: LbAddr,
     /// The virtual port (network byte order).
     pub port: [u8; 2],
     /// 6 (TCP) or 17 (UDP).
@@ -92,8 +104,8 @@ pub struct LbService {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LbBackend {
-    /// Its address (network byte order).
-    pub addr: [u8; 4],
+    /// Its address ([`LbAddr`]).
+    pub addr: LbAddr,
     /// Its port (network byte order; NAT rewrites to it).
     pub port: [u8; 2],
     /// Its MAC (DR rewrites to it).
@@ -105,14 +117,15 @@ pub struct LbBackend {
     pub index: u32,
 }
 
-/// A flow, as the first packet of a connection named it (IPv4, network byte order).
+/// A flow, as the first packet of a connection named it ([`LbAddr`]s, ports in network
+/// byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LbFlowKey {
     /// Source address.
-    pub src: [u8; 4],
+    pub src: LbAddr,
     /// Destination address.
-    pub dst: [u8; 4],
+    pub dst: LbAddr,
     /// Source port.
     pub sport: [u8; 2],
     /// Destination port.
@@ -141,7 +154,7 @@ pub struct LbFlow {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LbNatReply {
     /// The virtual address.
-    pub addr: [u8; 4],
+    pub addr: LbAddr,
     /// The virtual port.
     pub port: [u8; 2],
     /// Explicit padding.
@@ -153,7 +166,7 @@ pub struct LbNatReply {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LbPersistKey {
     /// The client's address.
-    pub client: [u8; 4],
+    pub client: LbAddr,
     /// The service's id.
     pub service: u32,
 }
@@ -164,8 +177,6 @@ pub struct LbPersistKey {
 pub struct LbPersist {
     /// The real server.
     pub backend: LbBackend,
-    /// Explicit padding.
-    pub pad: u32,
     /// CLOCK_MONOTONIC ns of the last new flow sent there.
     pub at_ns: u64,
 }

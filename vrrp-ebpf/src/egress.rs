@@ -22,17 +22,31 @@ const ETH_P_ARP: u16 = 0x0806;
 /// Handles one outgoing frame; it always leaves (TC_ACT_OK).
 #[inline(always)]
 pub fn handle(ctx: &TcContext) {
+    if own_advert(ctx) {
+        return;
+    }
+    crate::lb::egress(ctx);
+    if VMAC_IN_USE.get(0).is_some_and(|in_use| *in_use != 0) {
+        from_a_vip(ctx);
+    }
+}
+
+/// Whether the frame is a VRRP advert (then handled: an instance's own gets its heartbeat
+/// stamped and, under `use_vmac`, the virtual MAC as source). Not inlined, so its stack frame
+/// and the load balancer's do not add up.
+#[inline(never)]
+fn own_advert(ctx: &TcContext) -> bool {
     if let Parsed::Vrrp(advert) = packet::parse(ctx) {
         // SAFETY: the context's skb pointer is valid for this program run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
         let key = instance_key(ifindex, &advert, &advert.dst);
         let Some(cfg) = CONFIG.get_ptr(key) else {
-            return;
+            return true;
         };
         // SAFETY: map value pointer valid for this run.
         let cfg = unsafe { *cfg };
         if !csum::same_address(&cfg.primary, &advert.src) {
-            return; // not ours (routed through this host)
+            return true; // not ours (routed through this host)
         }
         // SAFETY: helper without preconditions.
         let now = unsafe { bpf_ktime_get_ns() };
@@ -42,18 +56,15 @@ pub fn handle(ctx: &TcContext) {
         if cfg.flags & (vmac | instance_flags::VMAC_XMIT_BASE) == vmac {
             set_source(ctx, virtual_mac(advert.family, advert.vrid), false);
         }
-        return;
+        return true;
     }
-    crate::lb::egress(ctx);
-    if VMAC_IN_USE.get(0).is_some_and(|in_use| *in_use != 0) {
-        from_a_vip(ctx);
-    }
+    false
 }
 
 /// Frames sourced from a VIP leave with the VIP's MAC (the VMAC under `use_vmac`; for other
 /// VIPs that is the interface's own MAC already, and nothing is written). Called only while
-/// some instance uses a VMAC.
-#[inline(always)]
+/// some instance uses a VMAC. Not inlined: its frame and the load balancer's do not add up.
+#[inline(never)]
 fn from_a_vip(ctx: &TcContext) {
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
         return;

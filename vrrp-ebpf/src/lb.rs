@@ -1,6 +1,7 @@
 //! The load balancer: keepalived's `virtual_server` blocks forwarded here instead of by IPVS.
 //!
-//! A TCP/UDP packet to a configured IPv4 service is placed on a real server from the
+//! A TCP/UDP packet to a configured service (IPv4, or IPv6 whose next header is TCP/UDP) is
+//! placed on a real server from the
 //! service's table (the agent's scheduling: rr/wrr as a weighted sequence walked by a per-CPU
 //! cursor, sh/mh as a Maglev table indexed by a hash of the client), the choice is kept in
 //! an LRU flow map so a connection stays where it started, and the frame goes on:
@@ -19,15 +20,19 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use vrrp_common::lb::{
-    KIND_NAT, LbBackend, LbCounters, LbFlow, LbFlowKey, LbNatReply, LbPersist, LbPersistKey,
-    LbService, LbServiceKey, MAX_REAL_SERVERS, MAX_SERVICES, TABLE_SLOTS, lb_counters, pick,
+    KIND_NAT, LbAddr, LbBackend, LbCounters, LbFlow, LbFlowKey, LbNatReply, LbPersist,
+    LbPersistKey, LbService, LbServiceKey, MAX_REAL_SERVERS, MAX_SERVICES, TABLE_SLOTS,
+    lb_counters, mapped_v4, pick,
 };
 
 use crate::{
     frame::{Frame, Ingress, bytes, store, verdict},
-    packet::{ETH_HLEN, ETH_P_IPV4},
+    packet::{ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6},
     vip::standing_is_active,
 };
+
+/// Length of the fixed IPv6 header.
+const IPV6_HLEN: usize = 40;
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -66,17 +71,21 @@ static LB_COUNTERS: PerCpuArray<LbCounters, { (MAX_SERVICES * MAX_REAL_SERVERS) 
 #[aya_ebpf::macros::btf_map]
 static LB_NAT_IN_USE: Array<u32, 1> = Array::new();
 
-/// What [`ipv4`] returns for a packet that is not the load balancer's (not a verdict).
+/// What [`receive`] returns for a packet that is not the load balancer's (not a verdict).
 pub const NOT_OURS: u32 = u32::MAX;
 
-/// The parts of an IPv4 TCP/UDP packet the balancer reads.
+/// The parts of a TCP/UDP packet the balancer reads.
+#[derive(Clone, Copy, Default)]
 struct Packet {
+    /// IPv6 (else IPv4).
+    v6: bool,
     /// Offset of the transport header.
     l4: usize,
     protocol: u8,
+    /// The IP packet's length (IPv4 total length, IPv6 payload plus header).
     total_len: u16,
-    src: [u8; 4],
-    dst: [u8; 4],
+    src: LbAddr,
+    dst: LbAddr,
     sport: [u8; 2],
     dport: [u8; 2],
     /// TCP SYN and ACK flags (false for UDP).
@@ -84,13 +93,16 @@ struct Packet {
     ack: bool,
 }
 
-/// An IPv4 frame that may be to a virtual service or a NAT reply. Not inlined: its own BPF
-/// stack frame.
+/// A frame that may be to a virtual service. Not inlined: its own BPF stack frame.
 #[inline(never)]
-pub fn ipv4<C: Ingress>(ctx: &C) -> u32 {
-    let Some(p) = parse(ctx) else {
+pub fn receive<C: Ingress>(ctx: &C) -> u32 {
+    // Each step below is its own BPF function called from here, one after the other, so
+    // their stack frames never add up (IPv6 keys are large; the limit is 512 bytes for the
+    // deepest chain of calls).
+    let mut p = Packet::default();
+    if !parse(ctx, &mut p) {
         return NOT_OURS;
-    };
+    }
     let key = LbServiceKey {
         addr: p.dst,
         port: p.dport,
@@ -105,7 +117,15 @@ pub fn ipv4<C: Ingress>(ctx: &C) -> u32 {
     if service.gated != 0 && !standing_is_active(&service.instance) {
         return NOT_OURS;
     }
-    forward(ctx, &p, &service)
+    let mut backend = LbBackend::default();
+    if !place(&p, &service, &mut backend) {
+        // Nobody to send to: the stack answers (a TCP reset, an ICMP error).
+        return NOT_OURS;
+    }
+    if service.kind == KIND_NAT {
+        return nat(ctx, &p, &backend);
+    }
+    direct(ctx, &backend)
 }
 
 /// TC egress: a NAT reply leaving for the client gets the virtual address and port back as
@@ -116,16 +136,28 @@ pub fn egress(ctx: &TcContext) {
     if LB_NAT_IN_USE.get(0) != Some(&1) {
         return;
     }
-    if let Some(p) = parse(ctx) {
+    let mut p = Packet::default();
+    if parse(ctx, &mut p) {
         reply(ctx, &p);
     }
 }
 
+/// Reads a TCP/UDP packet's fields into `out`; false if it is not one. Written field by
+/// field into the caller's `Packet`: building it by value costs a copy per family on the
+/// BPF stack.
 #[inline(always)]
-fn parse(ctx: &impl Frame) -> Option<Packet> {
-    if bytes::<2>(ctx, 12)? != ETH_P_IPV4.to_be_bytes() {
-        return None;
-    }
+fn parse<F: Frame>(ctx: &F, out: &mut Packet) -> bool {
+    let ok = match bytes::<2>(ctx, 12).map(u16::from_be_bytes) {
+        Some(ETH_P_IPV4) => ipv4(ctx, out),
+        Some(ETH_P_IPV6) => ipv6(ctx, out),
+        _ => None,
+    };
+    ok.and_then(|()| ports(ctx, out)).is_some()
+}
+
+/// An IPv4 TCP/UDP header's fields.
+#[inline(always)]
+fn ipv4(ctx: &impl Frame, out: &mut Packet) -> Option<()> {
     let ip = bytes::<20>(ctx, ETH_HLEN)?;
     if ip[0] >> 4 != 4 || (ip[9] != IPPROTO_TCP && ip[9] != IPPROTO_UDP) {
         return None;
@@ -139,24 +171,45 @@ fn parse(ctx: &impl Frame) -> Option<Packet> {
     if !(20..=60).contains(&ihl) {
         return None;
     }
-    let l4 = ETH_HLEN + ihl;
-    let ports = bytes::<4>(ctx, l4)?;
-    let flags = if ip[9] == IPPROTO_TCP {
-        bytes::<1>(ctx, l4 + 13)?[0]
-    } else {
-        0
-    };
-    Some(Packet {
-        syn: flags & 0x02 != 0,
-        ack: flags & 0x10 != 0,
-        l4,
-        protocol: ip[9],
-        total_len: u16::from_be_bytes([ip[2], ip[3]]),
-        src: [ip[12], ip[13], ip[14], ip[15]],
-        dst: [ip[16], ip[17], ip[18], ip[19]],
-        sport: [ports[0], ports[1]],
-        dport: [ports[2], ports[3]],
-    })
+    out.v6 = false;
+    out.l4 = ETH_HLEN + ihl;
+    out.protocol = ip[9];
+    out.total_len = u16::from_be_bytes([ip[2], ip[3]]);
+    out.src = mapped_v4([ip[12], ip[13], ip[14], ip[15]]);
+    out.dst = mapped_v4([ip[16], ip[17], ip[18], ip[19]]);
+    Some(())
+}
+
+/// An IPv6 header followed by TCP/UDP. Only a transport header right after the fixed header
+/// is read: with extension headers (fragments among them) the packet is not ours and goes
+/// to the stack, as IPVS would not see its ports either without reassembly.
+#[inline(always)]
+fn ipv6(ctx: &impl Frame, out: &mut Packet) -> Option<()> {
+    let ip = bytes::<8>(ctx, ETH_HLEN)?;
+    if ip[0] >> 4 != 6 || (ip[6] != IPPROTO_TCP && ip[6] != IPPROTO_UDP) {
+        return None;
+    }
+    out.v6 = true;
+    out.l4 = ETH_HLEN + IPV6_HLEN;
+    out.protocol = ip[6];
+    out.total_len = u16::from_be_bytes([ip[4], ip[5]]).saturating_add(IPV6_HLEN as u16);
+    out.src = bytes::<16>(ctx, ETH_HLEN + 8)?;
+    out.dst = bytes::<16>(ctx, ETH_HLEN + 24)?;
+    Some(())
+}
+
+/// The transport ports and, for TCP, the SYN and ACK flags.
+#[inline(always)]
+fn ports(ctx: &impl Frame, out: &mut Packet) -> Option<()> {
+    let ports = bytes::<4>(ctx, out.l4)?;
+    out.sport = [ports[0], ports[1]];
+    out.dport = [ports[2], ports[3]];
+    if out.protocol == IPPROTO_TCP {
+        let flags = bytes::<1>(ctx, out.l4 + 13)?[0];
+        out.syn = flags & 0x02 != 0;
+        out.ack = flags & 0x10 != 0;
+    }
+    Some(())
 }
 
 fn flow_key(p: &Packet) -> LbFlowKey {
@@ -170,8 +223,10 @@ fn flow_key(p: &Packet) -> LbFlowKey {
     }
 }
 
-#[inline(always)]
-fn forward<C: Ingress>(ctx: &C, p: &Packet, service: &LbService) -> u32 {
+/// The real server of the packet's flow (placed now if new), counted, into `out`; false if
+/// the service has nobody to send to.
+#[inline(never)]
+fn place(p: &Packet, service: &LbService, out: &mut LbBackend) -> bool {
     let key = flow_key(p);
     // A bare SYN on a flow placed under an older table is a new connection on a reused port.
     let fresh_syn = p.syn && !p.ack;
@@ -186,8 +241,7 @@ fn forward<C: Ingress>(ctx: &C, p: &Packet, service: &LbService) -> u32 {
         }
         _ => {
             let Some(backend) = schedule(p, service) else {
-                // Nobody to send to: the stack answers (a TCP reset, an ICMP error).
-                return NOT_OURS;
+                return false;
             };
             let flow = LbFlow {
                 backend,
@@ -206,14 +260,12 @@ fn forward<C: Ingress>(ctx: &C, p: &Packet, service: &LbService) -> u32 {
         lb_counters::BYTES,
         p.total_len as u64,
     );
-    if service.kind == KIND_NAT {
-        return nat(ctx, p, &backend);
-    }
-    direct(ctx, &backend)
+    *out = backend;
+    true
 }
 
 /// Picks a real server for a new flow: the client's persistent one if fresh, else a slot.
-#[inline(always)]
+#[inline(never)]
 fn schedule(p: &Packet, service: &LbService) -> Option<LbBackend> {
     if service.slots == 0 || service.slots > TABLE_SLOTS || service.id >= MAX_SERVICES {
         return None;
@@ -235,10 +287,10 @@ fn schedule(p: &Packet, service: &LbService) -> Option<LbBackend> {
         }
     }
     let slot = match service.pick {
-        pick::SOURCE => mix(u32::from_ne_bytes(p.src)) % service.slots,
+        pick::SOURCE => mix(fold(&p.src)) % service.slots,
         pick::SOURCE_PORT => {
             let port = u16::from_ne_bytes(p.sport) as u32;
-            mix(u32::from_ne_bytes(p.src) ^ mix(port)) % service.slots
+            mix(fold(&p.src) ^ mix(port)) % service.slots
         }
         _ => {
             let cursor = LB_CURSORS.get_ptr_mut(service.id)?;
@@ -252,12 +304,19 @@ fn schedule(p: &Packet, service: &LbService) -> Option<LbBackend> {
     if service.persistence_s != 0 {
         let kept = LbPersist {
             backend,
-            pad: 0,
             at_ns: now,
         };
         let _ = LB_PERSIST.insert(persist_key, kept, 0);
     }
     Some(backend)
+}
+
+/// The four 32-bit words of an address, mixed one into the next (an IPv4 address's
+/// mapped prefix adds the same constant for every client).
+#[inline(always)]
+fn fold(addr: &LbAddr) -> u32 {
+    let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    mix(mix(mix(word(0)) ^ word(4)) ^ word(8)) ^ word(12)
 }
 
 /// murmur3's finaliser: every input bit moves every output bit, and both directors of a
@@ -290,7 +349,7 @@ fn direct<C: Ingress>(ctx: &C, backend: &LbBackend) -> u32 {
 }
 
 /// NAT, the way in: the destination becomes the real server; the stack routes it there.
-#[inline(always)]
+#[inline(never)]
 fn nat<C: Ingress>(ctx: &C, p: &Packet, backend: &LbBackend) -> u32 {
     let reply = LbFlowKey {
         src: backend.addr,
@@ -314,7 +373,7 @@ fn nat<C: Ingress>(ctx: &C, p: &Packet, backend: &LbBackend) -> u32 {
 
 /// NAT, the way back: a reply from a real server gets the virtual address and port as its
 /// source again.
-#[inline(always)]
+#[inline(never)]
 fn reply(ctx: &impl Frame, p: &Packet) {
     if let Some(back) = LB_NAT_REPLIES.get_ptr(flow_key(p)) {
         // SAFETY: as above.
@@ -323,43 +382,60 @@ fn reply(ctx: &impl Frame, p: &Packet) {
     }
 }
 
-/// Rewrites the source (or destination) address and port, updating the IPv4 header's
-/// checksum and the transport checksum incrementally (RFC 1624).
+/// Rewrites the source (or destination) address and port, updating the transport checksum
+/// (whose pseudo-header holds the addresses) and, for IPv4, the header's checksum
+/// incrementally (RFC 1624).
 #[inline(always)]
-fn rewrite(ctx: &impl Frame, p: &Packet, source: bool, addr: [u8; 4], port: [u8; 2]) -> bool {
-    let ip = ETH_HLEN;
+fn rewrite(ctx: &impl Frame, p: &Packet, source: bool, addr: LbAddr, port: [u8; 2]) -> bool {
     let (old_addr, old_port) = if source {
         (p.src, p.sport)
     } else {
         (p.dst, p.dport)
     };
-    let (addr_at, port_at) = if source {
-        (ip + 12, p.l4)
-    } else {
-        (ip + 16, p.l4 + 2)
-    };
+    let port_at = if source { p.l4 } else { p.l4 + 2 };
     let csum_at = if p.protocol == IPPROTO_TCP {
         p.l4 + 16
     } else {
         p.l4 + 6
     };
-    let (Some(ip_sum), Some(l4_sum)) = (bytes::<2>(ctx, ip + 10), bytes::<2>(ctx, csum_at)) else {
+    let Some(l4_sum) = bytes::<2>(ctx, csum_at) else {
         return false;
     };
-    let ip_sum = replace(u16::from_be_bytes(ip_sum), &old_addr, &addr);
     let mut l4 = u16::from_be_bytes(l4_sum);
-    // A UDP checksum of 0 means "none": it stays so.
-    if p.protocol == IPPROTO_TCP || l4 != 0 {
-        l4 = replace(l4, &old_addr, &addr);
+    // A UDP checksum of 0 means "none" (IPv4 only): it stays so.
+    let summed = p.protocol == IPPROTO_TCP || l4 != 0;
+    let stored = if p.v6 {
+        let addr_at = ETH_HLEN + if source { 8 } else { 24 };
+        if summed {
+            l4 = replace(l4, &old_addr, &addr);
+        }
+        store(ctx, addr_at, addr)
+    } else {
+        let ip = ETH_HLEN;
+        let addr_at = ip + if source { 12 } else { 16 };
+        let (old4, new4) = (last4(&old_addr), last4(&addr));
+        let Some(ip_sum) = bytes::<2>(ctx, ip + 10) else {
+            return false;
+        };
+        let ip_sum = replace(u16::from_be_bytes(ip_sum), &old4, &new4);
+        if summed {
+            l4 = replace(l4, &old4, &new4);
+        }
+        store(ctx, addr_at, new4) && store(ctx, ip + 10, ip_sum.to_be_bytes())
+    };
+    if summed {
         l4 = replace(l4, &old_port, &port);
         if p.protocol == IPPROTO_UDP && l4 == 0 {
             l4 = 0xffff;
         }
     }
-    store(ctx, addr_at, addr)
-        && store(ctx, port_at, port)
-        && store(ctx, ip + 10, ip_sum.to_be_bytes())
-        && store(ctx, csum_at, l4.to_be_bytes())
+    stored && store(ctx, port_at, port) && store(ctx, csum_at, l4.to_be_bytes())
+}
+
+/// The IPv4 address inside an IPv4-mapped [`LbAddr`].
+#[inline(always)]
+fn last4(addr: &LbAddr) -> [u8; 4] {
+    [addr[12], addr[13], addr[14], addr[15]]
 }
 
 /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), over the 16-bit words of `old` and `new`.

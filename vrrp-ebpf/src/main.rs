@@ -150,7 +150,7 @@ fn receive<C: Ingress>(ctx: &C) -> u32 {
         // Virtual services and NAT replies first (a service on a VIP forwards only while
         // that instance is the active master), then ARP/ND and traffic to the VIPs. Three
         // calls from here, so their stack frames do not add up.
-        NOT_VRRP => match lb::ipv4(ctx) {
+        NOT_VRRP => match lb::receive(ctx) {
             lb::NOT_OURS => vip::handle(ctx, vip::arp_budget(ctx)),
             action => action,
         },

@@ -474,3 +474,22 @@ fn rate_limits_parse_and_bad_ones_are_located() {
     ));
     assert!(msg.contains("packets per second"), "{msg}");
 }
+
+#[test]
+fn ipv6_virtual_servers_are_forwarded_and_mixed_families_are_warned() {
+    let vs = |vip: &str, rs: &str| {
+        format!(
+            "virtual_server {vip} 80 {{\n    lb_kind DR\n    real_server {rs} 80 {{\n        TCP_CHECK {{\n        }}\n    }}\n}}\n"
+        )
+    };
+    let c = cfg(&vs("fd00::100", "fd00::3")).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = cfg(&vs("fd00::100", "10.0.0.3")).unwrap();
+    let w = &c.warnings[0];
+    assert_eq!(w.location.line, 1);
+    assert!(
+        w.message.contains("not of the virtual server's address family"),
+        "{}",
+        w.message
+    );
+}

@@ -102,6 +102,47 @@ pub fn maglev(names: &[String], weights: &[u32], slots: usize) -> Vec<usize> {
     table.into_iter().flatten().collect()
 }
 
+/// A Maglev table over every configured server (`weights`), in which the slots of servers
+/// not `present` go to present ones, each slot to the present server that ranks highest for
+/// it by weighted rendezvous hashing. Plain Maglev rebuilt without a failed server moves a
+/// few slots between the servers that stayed (and with them their clients' new flows); here
+/// the base table does not change when a server fails, so only the failed server's slots
+/// change hands, and they come back to it when it recovers. Deterministic in its inputs, so
+/// two directors that agree on who is up build the same table.
+pub fn maglev_stable(
+    names: &[String],
+    weights: &[u32],
+    present: &[bool],
+    slots: usize,
+) -> Vec<usize> {
+    let standing: Vec<usize> = (0..names.len())
+        .filter(|&i| present.get(i) == Some(&true) && weights[i] > 0)
+        .collect();
+    if standing.is_empty() {
+        return Vec::new();
+    }
+    maglev(names, weights, slots)
+        .into_iter()
+        .enumerate()
+        .map(|(slot, owner)| {
+            if standing.contains(&owner) {
+                return owner;
+            }
+            let score = |&i: &usize| {
+                let key = format!("{slot}/{}", names[i]);
+                // A uniform draw in (0, 1), then -w / ln(u): the classic weighted rendezvous.
+                let u = ((fnv1a(key.as_bytes(), 2) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                -f64::from(weights[i]) / u.ln()
+            };
+            standing
+                .iter()
+                .copied()
+                .max_by(|a, b| score(a).total_cmp(&score(b)))
+                .unwrap_or(owner)
+        })
+        .collect()
+}
+
 /// FNV-1a, seeded: stable across runs, builds and hosts (both directors must agree).
 fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -159,5 +200,38 @@ mod tests {
         assert!(share(&weighted, 0) > share(&weighted, 1) * 3 / 2);
         // The same input gives the same table (both directors agree).
         assert_eq!(maglev(&names, &[1, 1, 1], 251), all);
+    }
+
+    #[test]
+    fn stable_maglev_moves_exactly_the_failed_servers_slots() {
+        let names: Vec<String> = (1..=4).map(|i| format!("[fd00::{i}]:80")).collect();
+        let weights = [1, 1, 2, 1];
+        let all = maglev_stable(&names, &weights, &[true; 4], 251);
+        assert_eq!(all, maglev(&names, &weights, 251));
+        let down = maglev_stable(&names, &weights, &[true, false, true, true], 251);
+        for (slot, (was, now)) in all.iter().zip(&down).enumerate() {
+            if *was == 1 {
+                assert_ne!(*now, 1, "slot {slot} still on the failed server");
+            } else {
+                assert_eq!(was, now, "slot {slot} moved though its server stayed");
+            }
+        }
+        // The failed server's slots are spread over the others, not handed to one.
+        let heirs: std::collections::BTreeSet<usize> = all
+            .iter()
+            .zip(&down)
+            .filter(|(w, _)| **w == 1)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(heirs.len() >= 2, "{heirs:?}");
+        // Two failed: still only theirs move; none up: an empty table.
+        let two = maglev_stable(&names, &weights, &[true, false, true, false], 251);
+        assert!(
+            all.iter()
+                .zip(&two)
+                .all(|(w, n)| *w == 1 || *w == 3 || w == n)
+        );
+        assert!(two.iter().all(|&n| n == 0 || n == 2));
+        assert!(maglev_stable(&names, &weights, &[false; 4], 251).is_empty());
     }
 }
