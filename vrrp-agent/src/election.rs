@@ -133,6 +133,19 @@ pub enum Action {
     SendGratuitousArp,
 }
 
+/// A master's steady advertising, as [`Election::advert_run`] describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdvertRun {
+    /// When its next advert is due (a point on the grid of `interval`).
+    pub next: Nanos,
+    /// When its next other timer is due: the adverts before it are all it would do.
+    pub until: Nanos,
+    /// Its advertisement interval.
+    pub interval: Nanos,
+    /// The priority its adverts carry.
+    pub priority: u8,
+}
+
 /// One instance's election state.
 #[derive(Clone, Debug)]
 pub struct Election {
@@ -266,6 +279,37 @@ impl Election {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// For a master whose next timer is its advert: when that advert is due, the interval
+    /// its adverts follow, the priority they carry, and when its next other timer is due
+    /// (`Nanos::MAX` if none). Until then, [`Input::Timer`] would only ever send the same
+    /// advert on the grid, so the daemon may send it without asking (an advert train) and
+    /// report back with [`Election::adverts_sent_until`].
+    pub fn advert_run(&self) -> Option<AdvertRun> {
+        if self.state != State::Master {
+            return None;
+        }
+        let next = self.adver_at?;
+        let until = [self.garp_refresh_at, self.address_refresh_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Nanos::MAX);
+        (next < until).then(|| AdvertRun {
+            next,
+            until,
+            interval: self.advert_int_ns(),
+            priority: self.params.priority,
+        })
+    }
+
+    /// The daemon sent this master's adverts on the grid up to, not including, `next`: the
+    /// next one is due then. Ignored outside Master.
+    pub fn adverts_sent_until(&mut self, next: Nanos) {
+        if self.state == State::Master {
+            self.adver_at = Some(next);
+        }
     }
 
     /// Applies one input at time `now`.

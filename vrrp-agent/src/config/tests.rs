@@ -488,7 +488,8 @@ fn ipv6_virtual_servers_are_forwarded_and_mixed_families_are_warned() {
     let w = &c.warnings[0];
     assert_eq!(w.location.line, 1);
     assert!(
-        w.message.contains("not of the virtual server's address family"),
+        w.message
+            .contains("not of the virtual server's address family"),
         "{}",
         w.message
     );

@@ -13,6 +13,7 @@ mod signals;
 mod sync;
 mod timers;
 mod tracking;
+mod train;
 
 use std::{
     collections::BTreeMap,
@@ -118,6 +119,8 @@ struct Daemon {
     /// and sleeps on these without walking every instance's state. Kept by `step` during a
     /// timer pass and recomputed whole after any other event.
     deadlines: Vec<Option<Nanos>>,
+    /// The advert trains and their sender thread (`train.rs`).
+    trains: train::Trains,
     instances: Vec<Instance>,
     /// Sync groups, members as instance indexes.
     groups: Vec<Group>,
@@ -216,6 +219,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         keeper: AddressKeeper::start()?,
         batches: BTreeMap::new(),
         deadlines: Vec::new(),
+        trains: train::Trains::start(),
         instances,
         groups,
         notifier: Notifier::new(
@@ -252,12 +256,19 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         if !std::mem::take(&mut after_timers) {
             daemon.refresh_deadlines();
         }
-        let sleep = match daemon.deadlines.iter().flatten().min() {
-            Some(&at) => Duration::from_nanos(at.saturating_sub(now_ns())),
+        let next = daemon.deadlines.iter().flatten().copied().min();
+        let sleep = match next.into_iter().chain(daemon.trains.next_end()).min() {
+            Some(at) => Duration::from_nanos(at.saturating_sub(now_ns())),
             None => Duration::from_secs(3600),
         };
+        // A wake-up that may change instances wholesale (a kernel event, a link, a reload, an
+        // operator's action) first hands the advert trains' members back to their own timers
+        // (`train.rs`). The others (status, checkers, trackers, the watchdog) change at most
+        // one instance through `step`, a priority change or an advert send, each of which
+        // dissolves that instance's train first.
         tokio::select! {
             batch = events.next_batch() => {
+                daemon.dissolve_trains();
                 for ev in batch? {
                     daemon.kernel_event(&ev).await;
                 }
@@ -266,7 +277,9 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                 daemon.timers_due().await;
                 after_timers = true;
             }
-            Some(update) = tracker_updates.recv() => daemon.tracker_update(update).await,
+            Some(update) = tracker_updates.recv() => {
+                daemon.tracker_update(update).await;
+            }
             Some(verdict) = verdict_rx.recv() => {
                 for n in daemon.checkers.update(verdict) {
                     daemon.notifier.run_script(&n.queue, &n.script);
@@ -280,22 +293,29 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
                 daemon.sync_balancer().await;
             }
             Some(change) = links.next() => {
+                daemon.dissolve_trains();
                 daemon.tracked_link_change(&change).await;
                 daemon.link_change(change).await;
                 daemon.adopt_waiting().await;
             }
             Some((request, reply)) = control_rx.recv() => {
+                if !matches!(request, Request::Status) {
+                    daemon.dissolve_trains();
+                }
                 let _ = reply.send(daemon.answer(request).await);
             }
-            Some(asked) = signals.recv() => match asked {
-                signals::Asked::Stop => break,
-                signals::Asked::Reload => {
-                    crate::sd_notify::notify("RELOADING=1");
-                    daemon.reload_reply().await;
-                    crate::sd_notify::notify("READY=1");
+            Some(asked) = signals.recv() => {
+                daemon.dissolve_trains();
+                match asked {
+                    signals::Asked::Stop => break,
+                    signals::Asked::Reload => {
+                        crate::sd_notify::notify("RELOADING=1");
+                        daemon.reload_reply().await;
+                        crate::sd_notify::notify("READY=1");
+                    }
+                    signals::Asked::Dump(dump) => daemon.dump(dump),
                 }
-                signals::Asked::Dump(dump) => daemon.dump(dump),
-            },
+            }
         }
         daemon.flush_adverts();
     }

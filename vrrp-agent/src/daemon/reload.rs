@@ -27,6 +27,7 @@ impl Daemon {
     /// Gives a running instance new settings it can take in place (see
     /// `config::Instance::retunable_to`): the election, the kernel's copy, notifications.
     async fn retune(&mut self, index: usize, ic: &config::Instance) {
+        self.dissolve_train_of(index);
         self.readdress(index, ic).await;
         let old_priority = self.instances[index].election.params().priority;
         // The new base priority with what its trackers say now (FAULT is applied afterwards).

@@ -52,6 +52,8 @@ impl Daemon {
 
     /// Feeds one input to one instance and carries out its actions; returns the state change.
     async fn step(&mut self, index: usize, input: Input) -> Option<(State, State)> {
+        // Its adverts go back to its own timer before anything else happens to it.
+        self.dissolve_train_of(index);
         let now = now_ns();
         if input == Input::Timer && self.takeover_vetoed(index, now) {
             self.instances[index].election.defer_master_down(now);

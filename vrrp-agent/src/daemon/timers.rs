@@ -21,24 +21,35 @@ impl Daemon {
             self.refresh_deadlines();
         }
         let now = now_ns();
+        self.end_due_trains(now);
         for i in 0..self.instances.len() {
             if self.deadlines[i].is_some_and(|at| at <= now) {
                 self.timer(i).await;
             }
         }
+        self.form_trains(now);
     }
 
-    /// Recomputes every instance's next deadline.
+    /// Recomputes every instance's next deadline (`None` for those a train carries).
     pub(super) fn refresh_deadlines(&mut self) {
         self.deadlines.clear();
-        self.deadlines
-            .extend(self.instances.iter().map(|i| i.election.next_wakeup()));
+        for (i, instance) in self.instances.iter().enumerate() {
+            let carried = self.trains.carries(i);
+            self.deadlines.push(
+                (!carried)
+                    .then(|| instance.election.next_wakeup())
+                    .flatten(),
+            );
+        }
     }
 
     /// Records an instance's next deadline after its election moved.
     pub(super) fn note_deadline(&mut self, index: usize) {
+        let carried = self.trains.carries(index);
         if let Some(slot) = self.deadlines.get_mut(index) {
-            *slot = self.instances[index].election.next_wakeup();
+            *slot = (!carried)
+                .then(|| self.instances[index].election.next_wakeup())
+                .flatten();
         }
     }
 
@@ -95,6 +106,8 @@ impl Daemon {
     /// Sends one advert (re-sending the encoded one while nothing changed). Without the
     /// kernel's egress stamp the heartbeat that keeps the XDP fence open is stamped here.
     pub(super) fn send_advert(&mut self, index: usize, priority: u8) {
+        // Sent from here, it is no longer the train's advert.
+        self.dissolve_train_of(index);
         let instance = &mut self.instances[index];
         let ifindex = instance.adverts.ifindex();
         // Opened once per interface; a failure is remembered (and logged once), and that

@@ -86,6 +86,7 @@ impl Daemon {
     /// Sets the election's priority and the kernel's copy; returns what the election wants
     /// done (nothing before the instance starts).
     pub(super) fn retune_priority(&mut self, i: usize, priority: u8) -> Vec<Action> {
+        self.dissolve_train_of(i);
         let instance = &mut self.instances[i];
         let params = instance.election.params().clone();
         let actions = instance.election.retune(

@@ -393,3 +393,45 @@ fn retuning_a_master_keeps_it_master_and_advertises_the_new_values_at_once() {
     assert!(b.retune(120, true, 0, 100, SEC).is_empty());
     assert_eq!(b.state(), State::Backup);
 }
+
+#[test]
+fn an_advert_run_is_exactly_what_the_timers_would_do() {
+    let fast = Params {
+        advert_int_cs: 1,
+        ..params(255, true)
+    };
+    let mut driven = Election::new(fast.clone());
+    driven.handle(Input::Startup, 7);
+    let mut trained = driven.clone();
+    let run = trained.advert_run().expect("a master advertising");
+    assert_eq!(
+        run,
+        AdvertRun {
+            next: 10 * MS,
+            until: SEC,
+            interval: 10 * MS,
+            priority: 255
+        }
+    );
+    // Driven by its timer, every grid point before `until` sends just that advert.
+    let mut t = run.next;
+    while t < run.until {
+        assert_eq!(driven.next_wakeup(), Some(t));
+        assert_eq!(
+            driven.handle(Input::Timer, t),
+            vec![Action::SendAdvert { priority: 255 }]
+        );
+        t += run.interval;
+    }
+    // The daemon sent them itself and reports where it stopped: the same state.
+    trained.adverts_sent_until(t);
+    assert_eq!(trained.next_wakeup(), driven.next_wakeup());
+    let at_until = trained.handle(Input::Timer, t);
+    assert_eq!(at_until, driven.handle(Input::Timer, t));
+    assert!(at_until.contains(&Action::RenewAddresses));
+    // At a 1 s interval every advert meets the 1 s address renewal: nothing to run alone.
+    let slow = started(255, true);
+    assert_eq!(slow.advert_run(), None);
+    // A backup has no run.
+    assert_eq!(started(100, true).advert_run(), None);
+}

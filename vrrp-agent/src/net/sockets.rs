@@ -138,6 +138,15 @@ impl AdvertSender {
         (last.advert.priority == priority).then(|| self.transmit(batch))
     }
 
+    /// The Ethernet frame of the last advert, if it went to the multicast group with this
+    /// priority: what an advert train re-sends.
+    pub fn standing_frame(&self, priority: u8) -> Option<&[u8]> {
+        let last = self.encoded.as_ref()?;
+        (last.advert.priority == priority)
+            .then_some(last.frame.as_deref())
+            .flatten()
+    }
+
     /// Forgets the encoded advert (the instance's configuration changed).
     pub fn invalidate(&mut self) {
         self.encoded = None;
@@ -302,6 +311,20 @@ impl FrameBatch {
     /// Sends what is queued; returns how many frames could not be sent, with the error.
     pub fn flush(&mut self) -> Result<(), (usize, io::Error)> {
         let queued = std::mem::take(&mut self.queued);
+        self.send_queued(queued)
+    }
+
+    /// Sends what is queued and keeps it queued, to be sent again (an advert train).
+    pub fn send_again(&mut self) -> Result<(), (usize, io::Error)> {
+        self.send_queued(self.queued)
+    }
+
+    /// Forgets what is queued without sending it.
+    pub fn clear(&mut self) {
+        self.queued = 0;
+    }
+
+    fn send_queued(&self, queued: usize) -> Result<(), (usize, io::Error)> {
         let mut sent = 0;
         while sent < queued {
             match self.send_some(&self.frames[sent..queued]) {
