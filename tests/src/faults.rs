@@ -64,6 +64,18 @@ pub fn settle(
     steady
 }
 
+/// [`settle`], and fails the test (naming the scenario) unless the lab settled.
+pub fn assert_settled(
+    lab: &Lab,
+    scenario: &str,
+    members: &[Member<'_>],
+    vips: &[Ipv4Addr],
+    within: Duration,
+) {
+    let steady = settle(lab, scenario, members, vips, within);
+    assert!(steady.ok(), "{scenario}: {steady:?}");
+}
+
 fn observe(lab: &Lab, members: &[Member<'_>], vips: &[Ipv4Addr]) -> Steady {
     let mut steady = Steady::default();
     for &vip in vips {

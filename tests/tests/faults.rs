@@ -16,8 +16,7 @@ use vrrp_agent::{
 };
 use vrrp_common::timers;
 use vrrp_lab::{
-    Agent, Lab, Spec, VIP,
-    faults::settle,
+    Agent, Lab, Spec, VIP, faults,
     frames::{AdvertStream, advert_frame},
     require_root, single_instance_config, wait_for,
 };
@@ -81,14 +80,13 @@ fn a_backup_whose_master_down_event_was_lost_still_takes_over() {
         "the backup follows a silent master forever\n{}",
         backup.log_text()
     );
-    let steady = settle(
+    faults::assert_settled(
         &lab,
         "lost-master-down-event",
         &[(lab.router(0), None), (lab.router(1), Some(&backup))],
         &[VIP],
         5 * SEC,
     );
-    assert!(steady.ok(), "{steady:?}");
 }
 
 /// Master_Down_Interval at 0.1 s for the priority-100 backup, and a margin.
@@ -100,8 +98,7 @@ fn takeover_bound() -> Duration {
 const SETTLE: Duration = Duration::from_secs(vrrp_lab::faults::VIP_EXPIRY.as_secs() + 3);
 
 fn assert_settled(lab: &Lab, scenario: &str, members: &[(&vrrp_lab::Node, Option<&Agent>)]) {
-    let steady = settle(lab, scenario, members, &[VIP], SETTLE);
-    assert!(steady.ok(), "{scenario}: {steady:?}");
+    faults::assert_settled(lab, scenario, members, &[VIP], SETTLE);
 }
 
 fn kill(agent: &mut Agent) {
