@@ -52,16 +52,18 @@ fn a_backup_whose_master_down_event_was_lost_still_takes_over() {
     );
     drop(stream);
 
-    // Stopped, the agent reads nothing: adverts alternating priority raise an event each
+    // Stopped, the agent reads nothing: adverts alternating between two sources raise a
+    // NEW_MASTER event each (a new master is never rate-limited, unlike a priority flip)
     // until the ring is full.
     backup.signal(libc::SIGSTOP);
     let capture = lab.capture(&r1).unwrap();
+    let other = std::net::Ipv4Addr::new(10, 0, 0, 99);
     for i in 0..4000u32 {
-        let priority = 200 + (i % 2) as u8;
+        let src = if i % 2 == 0 { r1.addr } else { other };
         let frame = advert_frame(
             r1.mac,
-            r1.addr,
-            &Advert::v3(51, priority, 10, vec![VIP]),
+            src,
+            &Advert::v3(51, 200, 10, vec![VIP]),
             vrrp_lab::frames::Flaw::None,
         );
         capture.send(&frame).unwrap();

@@ -141,6 +141,72 @@ fn rate_limits_bound_a_flood_and_spare_the_followed_master() {
     assert!(backup.wait_backup_of(Some(r1.into()), SEC).is_some());
 }
 
+/// A followed master whose adverts flip priority (a spoofer with the master's address, which
+/// `vrrp_agent_rate_limit` deliberately spares) raises at most one event per interval; the
+/// backup still follows it and learns the last priority within a second or so.
+#[test]
+fn a_master_flipping_its_priority_cannot_wake_the_backup_per_advert() {
+    if !require_root("a_master_flipping_its_priority_cannot_wake_the_backup_per_advert") {
+        return;
+    }
+    let lab = Lab::new("flipprio", 2).expect("lab");
+    let r1 = lab.router(0).clone();
+    let stream = AdvertStream::start(
+        lab.capture(&r1).unwrap(),
+        r1.mac,
+        r1.addr,
+        Advert::v3(51, 200, 10, vec![VIP]),
+        Duration::from_millis(100),
+    );
+    let backup = lab
+        .spawn_agent(lab.router(1), &vrrp_lab::single_instance_config(100, "0.1"))
+        .unwrap();
+    assert!(
+        backup
+            .wait_backup_of(Some(r1.addr.into()), 5 * SEC)
+            .is_some()
+    );
+    drop(stream);
+    let events_before = backup.counter("events-sent");
+
+    let flood = lab.capture(&r1).unwrap();
+    for i in 0..2000u32 {
+        let frame = vrrp_lab::frames::advert_frame(
+            r1.mac,
+            r1.addr,
+            &Advert::v3(51, 200 + (i % 2) as u8, 10, vec![VIP]),
+            vrrp_lab::frames::Flaw::None,
+        );
+        flood.send(&frame).unwrap();
+    }
+    // The master goes on at the last priority it flipped to.
+    let _stream = AdvertStream::start(
+        flood,
+        r1.mac,
+        r1.addr,
+        Advert::v3(51, 201, 10, vec![VIP]),
+        Duration::from_millis(100),
+    );
+
+    let held = backup.instance_counter("master-news-rate-limited");
+    assert!(held > 1500, "changes held back: {held}");
+    let events = backup.counter("events-sent") - events_before;
+    assert!(events < 100, "{events} events for 2000 flipping adverts");
+    let learnt = wait_for(4 * SEC, Duration::from_millis(100), || {
+        let status = backup.status().ok()?;
+        let instance = status.instances.first()?;
+        (instance.state == State::Backup && instance.master.as_ref()?.priority == 201).then_some(())
+    });
+    assert!(
+        learnt.is_some(),
+        "the backup never learnt the master's last priority: {:?}",
+        backup
+            .status()
+            .ok()
+            .and_then(|s| s.instances.first().cloned())
+    );
+}
+
 /// The running daemon holds exactly the documented capabilities (seen from outside, in
 /// /proc), and still does its work with them: it became master, holds the VIP and reloads.
 #[test]

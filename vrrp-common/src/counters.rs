@@ -82,8 +82,13 @@ pub const VRRP_RATE_LIMITED: u32 = 31;
 /// dropped unanswered.
 pub const ARP_RATE_LIMITED: u32 = 32;
 
+/// Priority or interval changes of a followed master not raised as events (more than one
+/// per advertisement interval: a spoofed or flapping master); the agent reads the latest
+/// from `SEEN` within a second instead.
+pub const NEWS_RATE_LIMITED: u32 = 33;
+
 /// Number of counters.
-pub const COUNT: usize = 33;
+pub const COUNT: usize = 34;
 
 /// Counter names, indexed by the constants above.
 pub const NAMES: [&str; COUNT] = [
@@ -120,4 +125,5 @@ pub const NAMES: [&str; COUNT] = [
     "unicast-source-errors",
     "vrrp-rate-limited",
     "arp-rate-limited",
+    "master-news-rate-limited",
 ];

@@ -324,6 +324,11 @@ pub struct KernelStateView {
     pub pad: u32,
     /// When the master-down timer was last set to fire (CLOCK_MONOTONIC ns).
     pub master_down_at_ns: u64,
+    /// When a priority or interval change was last raised as an event.
+    pub last_news_ns: u64,
+    /// When one was last held back (rate-limited): the agent reads `SEEN` if this is newer
+    /// than the advert it last heard of.
+    pub news_held_ns: u64,
 }
 
 /// Kinds of [`Event`] the kernel raises.

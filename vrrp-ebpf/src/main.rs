@@ -110,6 +110,10 @@ struct KernelState {
     pad2: u32,
     /// When the timer was last set to fire: what the agent (and the tests) can read back.
     master_down_at_ns: u64,
+    /// When a PRIORITY_CHANGE / INTERVAL_CHANGE event was last raised.
+    last_news_ns: u64,
+    /// When one was last held back by [`news_allowed`].
+    news_held_ns: u64,
 }
 
 // The agent reads KERNEL_STATE through `KernelStateView`: same size, same layout.
@@ -299,6 +303,11 @@ fn handle_advert<C: Ingress>(ctx: &C, advert: &Advert) -> u32 {
         Verdict::AdvertiseNow => event::PRIORITY_ZERO,
         _ => news,
     };
+    let routine = kind == event::PRIORITY_CHANGE || kind == event::INTERVAL_CHANGE;
+    if routine && !news_allowed(&key, advert.interval_cs, now) {
+        count_for(&key, counters::NEWS_RATE_LIMITED);
+        return verdict::DROP;
+    }
     if kind != NO_NEWS {
         send_event(Event {
             key,
@@ -377,6 +386,30 @@ fn changed(prev: &AdvertSeen, seen: &AdvertSeen) -> u32 {
     }
 }
 
+/// Whether a followed master's priority or interval change may be raised as an event: at
+/// most one per its advertisement interval. The timers do not need these events (the kernel
+/// re-arms its own from `SEEN`); they keep the agent's view current, and a master whose
+/// adverts alternate (a spoofer with its address, which `vrrp_agent_rate_limit` does not
+/// limit) must not wake the agent per packet. A held-back change is stamped, and the agent's
+/// once-a-second watchdog reads it from `SEEN`. Its own BPF function.
+#[inline(never)]
+fn news_allowed(key: &InstanceKey, interval_cs: u16, now: u64) -> bool {
+    let Some(state) = kernel_state(key) else {
+        return true;
+    };
+    let interval_ns = (interval_cs.max(1) as u64) * timers::NS_PER_CS;
+    // SAFETY: `state` points into KERNEL_STATE's value for `key`, valid for this run.
+    unsafe {
+        let last = (*state).last_news_ns;
+        if last != 0 && now.saturating_sub(last) < interval_ns {
+            (*state).news_held_ns = now;
+            return false;
+        }
+        (*state).last_news_ns = now;
+    }
+    true
+}
+
 /// A lower-priority peer advertised while we are master: wake the agent to advertise at
 /// once, but at most once per advertisement interval, so a flood of valid lower-priority
 /// adverts can neither wake us nor make us transmit at line rate.
@@ -437,6 +470,8 @@ fn kernel_state(key: &InstanceKey) -> Option<*mut KernelState> {
         lower_generation: 0,
         pad2: 0,
         master_down_at_ns: 0,
+        last_news_ns: 0,
+        news_held_ns: 0,
     };
     // Creating the entry fails harmlessly when it exists already.
     let _ = KERNEL_STATE.insert(key, &fresh, BPF_NOEXIST as u64);

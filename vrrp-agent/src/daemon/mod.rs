@@ -261,14 +261,14 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             Some(at) => Duration::from_nanos(at.saturating_sub(now_ns())),
             None => Duration::from_secs(3600),
         };
-        // A wake-up that may change instances wholesale (a kernel event, a link, a reload, an
-        // operator's action) first hands the advert trains' members back to their own timers
-        // (`train.rs`). The others (status, checkers, trackers, the watchdog) change at most
-        // one instance through `step`, a priority change or an advert send, each of which
-        // dissolves that instance's train first.
+        // A wake-up that may change instances wholesale (a link, a reload, an operator's
+        // action) first hands the advert trains' members back to their own timers
+        // (`train.rs`). The others (kernel events, status, checkers, trackers, the watchdog)
+        // change at most one instance at a time, through `step`, a priority change or an
+        // advert send, each of which dissolves that instance's train first: a backup's events
+        // on a node that is also master elsewhere leave the masters' train running.
         tokio::select! {
             batch = events.next_batch() => {
-                daemon.dissolve_trains();
                 for ev in batch? {
                     daemon.kernel_event(&ev).await;
                 }

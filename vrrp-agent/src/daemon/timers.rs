@@ -76,8 +76,9 @@ impl Daemon {
     /// The safety net under the kernel's master-down timers, run once a second: a backup whose
     /// kernel timer expired more than [`KERNEL_TIMER_GRACE_NS`] ago without its event reaching
     /// us (a ring buffer filled by a flood drops events; `events_lost` counts them) acts on it
-    /// now instead of following a dead master forever. One map read per such backup per
-    /// second; nothing while every timer is in the future.
+    /// now instead of following a dead master forever; and a change of the master the kernel
+    /// rate-limited out of the events is read from `SEEN`. One map read per such backup per
+    /// second (two when a change was held back).
     pub(super) async fn watch_kernel_timers(&mut self) {
         let now = now_ns();
         for i in 0..self.instances.len() {
@@ -85,10 +86,26 @@ impl Daemon {
             if !instance.election.kernel_timed() {
                 continue;
             }
-            let Some((generation, at)) = self.dataplane.kernel_timer(&instance.key) else {
+            let Some(state) = self.dataplane.kernel_timer(&instance.key) else {
                 continue;
             };
-            if generation != instance.generation || at.saturating_add(KERNEL_TIMER_GRACE_NS) > now {
+            if state.generation != instance.generation {
+                continue;
+            }
+            // A change of the master the kernel held back from the events (more than one an
+            // interval): learnt from its latest advert now.
+            if instance
+                .election
+                .master()
+                .is_some_and(|m| m.at < state.news_held_ns)
+                && let Some(seen) = self.dataplane.seen(&instance.key)
+                && seen.generation == instance.generation
+            {
+                let advert = advert_seen(&seen, &instance.key);
+                self.handle(i, Input::Advert(advert)).await;
+            }
+            let at = state.master_down_at_ns;
+            if at.saturating_add(KERNEL_TIMER_GRACE_NS) > now {
                 continue;
             }
             self.timer(i).await;

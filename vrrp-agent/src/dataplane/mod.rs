@@ -124,9 +124,9 @@ impl Dataplane {
         classifier(&mut ebpf, EGRESS_PROGRAM)?
             .load()
             .context("the verifier refused the TC egress program")?;
-        classifier(&mut ebpf, TC_INGRESS_PROGRAM)?
-            .load()
-            .context("the verifier refused the TC ingress program")?;
+        // The TC ingress program (the same receive path, for interfaces where XDP cannot
+        // attach) is loaded when first needed: verifying it costs as long as the XDP
+        // program's verification, and most hosts never need it.
         let config = HashMap::try_from(take(&mut ebpf, "CONFIG")?)?;
         let seen = HashMap::try_from(take(&mut ebpf, "SEEN")?)?;
         let address_lists = HashMap::try_from(take(&mut ebpf, "ADDRESS_LISTS")?)?;
@@ -318,6 +318,11 @@ impl Dataplane {
             Err(e) => return Err(anyhow!("adding the clsact qdisc to {ifname}: {e}")),
         }
         let program = classifier(&mut self.ebpf, TC_INGRESS_PROGRAM)?;
+        if program.fd().is_err() {
+            program
+                .load()
+                .context("the verifier refused the TC ingress program")?;
+        }
         let link = program.attach_with_options(
             ifname,
             TcAttachType::Ingress,
@@ -466,19 +471,16 @@ impl Dataplane {
 
     /// When the kernel's master-down timer of an instance was last set to fire.
     pub fn master_down_at(&self, key: &InstanceKey) -> Option<u64> {
-        self.kernel_timer(key).map(|(_, at)| at)
+        self.kernel_timer(key).map(|s| s.master_down_at_ns)
     }
 
-    /// The kernel's master-down timer of an instance: the generation it was armed for and
-    /// when it was last set to fire.
-    pub fn kernel_timer(&self, key: &InstanceKey) -> Option<(u32, u64)> {
+    /// The kernel's private state of an instance once its master-down timer was armed: the
+    /// generation it was armed for, when it was last set to fire, and when a change of the
+    /// master was last held back from the events.
+    pub fn kernel_timer(&self, key: &InstanceKey) -> Option<KernelStateView> {
         let map = self.ebpf.map("KERNEL_STATE")?;
         let state: HashMap<&MapData, InstanceKey, KernelStateView> = HashMap::try_from(map).ok()?;
-        state
-            .get(key, 0)
-            .ok()
-            .map(|s| (s.generation, s.master_down_at_ns))
-            .filter(|&(_, at)| at != 0)
+        state.get(key, 0).ok().filter(|s| s.master_down_at_ns != 0)
     }
 
     /// The latest counted advert of an instance.
