@@ -180,6 +180,17 @@ pub struct Forwarded {
     pub flows: u64,
 }
 
+impl std::fmt::Display for Forwarded {
+    /// As `status` prints it: "forwarded F flows, P packets, B bytes".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "forwarded {} flows, {} packets, {} bytes",
+            self.flows, self.packets, self.bytes
+        )
+    }
+}
+
 impl std::ops::AddAssign for Forwarded {
     fn add_assign(&mut self, other: Self) {
         self.packets += other.packets;

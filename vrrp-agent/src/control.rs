@@ -217,7 +217,7 @@ impl Status {
         for vs in &status.virtual_servers {
             let _ = writeln!(
                 out,
-                "virtual_server {}: live weight {}, quorum {}{}, forwarded {} flows, {} packets, {} bytes",
+                "virtual_server {}: live weight {}, quorum {}{}, {}",
                 vs.service,
                 vs.live_weight,
                 if vs.quorum_up { "up" } else { "down" },
@@ -226,20 +226,16 @@ impl Status {
                 } else {
                     ""
                 },
-                vs.forwarded.flows,
-                vs.forwarded.packets,
-                vs.forwarded.bytes
+                vs.forwarded
             );
             for rs in &vs.real_servers {
                 let _ = writeln!(
                     out,
-                    "    real_server {:<22} {:<4} weight {}, forwarded {} flows, {} packets, {} bytes",
+                    "    real_server {:<22} {:<4} weight {}, {}",
                     rs.server,
                     if rs.up { "UP" } else { "DOWN" },
                     rs.weight,
-                    rs.forwarded.flows,
-                    rs.forwarded.packets,
-                    rs.forwarded.bytes
+                    rs.forwarded
                 );
                 for c in &rs.checkers {
                     let why = c
