@@ -262,6 +262,29 @@ impl Lab {
         (master, backup)
     }
 
+    /// r1 played by the test (VRRPv3 adverts for [`VIP`] at priority 200 every 100 ms, as long
+    /// as the returned stream lives) and an agent at r2 (priority 100) that follows it.
+    pub fn backup_of_injected_master(&self) -> (frames::AdvertStream, Agent) {
+        let r1 = self.router(0);
+        let stream = frames::AdvertStream::start(
+            self.capture(r1).expect("capture on r1"),
+            r1.mac,
+            r1.addr,
+            vrrp_agent::packet::Advert::v3(51, 200, 10, vec![VIP]),
+            Duration::from_millis(100),
+        );
+        let backup = self
+            .spawn_agent(self.router(1), &single_instance_config(100, "0.1"))
+            .expect("start r2");
+        assert!(
+            backup
+                .wait_backup_of(Some(r1.addr.into()), Duration::from_secs(5))
+                .is_some(),
+            "the backup does not follow the injected master"
+        );
+        (stream, backup)
+    }
+
     /// Asks for `addr` once from the client (a broadcast ARP request from a raw socket, so
     /// the client's own neighbour state plays no part) and returns the MAC of every reply
     /// that arrived within `window`, in order (two nodes answering with one VMAC show twice).

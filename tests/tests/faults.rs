@@ -33,23 +33,7 @@ fn a_backup_whose_master_down_event_was_lost_still_takes_over() {
     }
     let lab = Lab::new("lostevent", 2).expect("lab");
     let r1 = lab.router(0).clone();
-    // The test speaks for a master at r1, 100 ms adverts.
-    let stream = AdvertStream::start(
-        lab.capture(&r1).unwrap(),
-        r1.mac,
-        r1.addr,
-        Advert::v3(51, 200, 10, vec![VIP]),
-        Duration::from_millis(100),
-    );
-    let backup = lab
-        .spawn_agent(lab.router(1), &single_instance_config(100, "0.1"))
-        .unwrap();
-    assert!(
-        backup
-            .wait_backup_of(Some(r1.addr.into()), 5 * SEC)
-            .is_some(),
-        "the backup does not follow the injected master"
-    );
+    let (stream, backup) = lab.backup_of_injected_master();
     drop(stream);
 
     // Stopped, the agent reads nothing: adverts alternating between two sources raise a

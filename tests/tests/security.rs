@@ -151,21 +151,7 @@ fn a_master_flipping_its_priority_cannot_wake_the_backup_per_advert() {
     }
     let lab = Lab::new("flipprio", 2).expect("lab");
     let r1 = lab.router(0).clone();
-    let stream = AdvertStream::start(
-        lab.capture(&r1).unwrap(),
-        r1.mac,
-        r1.addr,
-        Advert::v3(51, 200, 10, vec![VIP]),
-        Duration::from_millis(100),
-    );
-    let backup = lab
-        .spawn_agent(lab.router(1), &vrrp_lab::single_instance_config(100, "0.1"))
-        .unwrap();
-    assert!(
-        backup
-            .wait_backup_of(Some(r1.addr.into()), 5 * SEC)
-            .is_some()
-    );
+    let (stream, backup) = lab.backup_of_injected_master();
     drop(stream);
     let events_before = backup.counter("events-sent");
 
