@@ -42,6 +42,9 @@ pub(super) struct Builder {
     pub(super) misc_scripts: Vec<super::Script>,
     /// Where each `track_*` entry was written, to report unknown names there.
     pub(super) track_refs: Vec<(super::Tracked, Location)>,
+    /// IPv6 DR virtual servers with checkers that do not `bindto` (where, and the address):
+    /// warned about in `finish` if the address is a VIP here.
+    pub(super) unbound_ipv6_dr_checks: Vec<(Location, std::net::IpAddr)>,
 }
 
 impl Builder {
@@ -255,6 +258,7 @@ impl Builder {
                 self.check_script_security(script);
             }
         }
+        self.warn_unbound_ipv6_dr_checks(&instances);
         let unsafe_scripts = !self.scripts.script_security && !scripts.is_empty();
         if self.errors.is_empty() {
             Ok(Config {

@@ -494,3 +494,26 @@ fn ipv6_virtual_servers_are_forwarded_and_mixed_families_are_warned() {
         w.message
     );
 }
+
+#[test]
+fn ipv6_dr_checks_of_a_held_vip_without_bindto_are_warned() {
+    let config = |bind: &str| {
+        format!(
+            "vrrp_instance V6 {{\n    interface eth0\n    virtual_router_id 7\n    priority 100\n    virtual_ipaddress {{\n        fd00::100/64\n    }}\n}}\n\
+             virtual_server fd00::100 80 {{\n    lb_kind DR\n    real_server fd00::3 80 {{\n        TCP_CHECK {{\n{bind}        }}\n    }}\n}}\n"
+        )
+    };
+    let warned = |c: &Config| {
+        c.warnings
+            .iter()
+            .find(|w| w.message.contains("source of its checks"))
+            .map(|w| w.location.line)
+    };
+    let c = cfg(&config("")).unwrap();
+    assert_eq!(warned(&c), Some(9), "{:?}", c.warnings);
+    let c = cfg(&config("            bindto fd00::1\n")).unwrap();
+    assert_eq!(warned(&c), None, "{:?}", c.warnings);
+    // NAT is not affected (the replies come back through the director).
+    let c = cfg(&config("").replace("lb_kind DR", "lb_kind NAT")).unwrap();
+    assert_eq!(warned(&c), None, "{:?}", c.warnings);
+}

@@ -348,6 +348,15 @@ impl Builder {
             vs.real_servers
                 .push(self.resolve_real_server(rs, &resolved, checkers));
         }
+        let unbound = vs
+            .real_servers
+            .iter()
+            .flat_map(|rs| &rs.checkers)
+            .any(|c| c.bindto.is_none());
+        if vs.address.is_ipv6() && vs.method.eq_ignore_ascii_case("DR") && unbound {
+            self.unbound_ipv6_dr_checks
+                .push((s.keyword.location.clone(), vs.address));
+        }
         if let Err(why) = crate::lb::forwardable(&vs) {
             self.warnings.push(
                 Diagnostic::new(
@@ -559,6 +568,29 @@ impl Builder {
                     format!("expected a port (0-65535), not `{}`", w.text),
                 ));
                 None
+            }
+        }
+    }
+}
+
+impl Builder {
+    /// An IPv6 VIP that shares the director's prefix becomes the source Linux picks for the
+    /// director's own connections, so checks of DR real servers (which hold the VIP) would be
+    /// answered by the real servers to themselves, and every server would seem down.
+    pub(super) fn warn_unbound_ipv6_dr_checks(&mut self, instances: &[super::Instance]) {
+        for (at, address) in std::mem::take(&mut self.unbound_ipv6_dr_checks) {
+            let held = instances
+                .iter()
+                .flat_map(|i| &i.virtual_addresses)
+                .any(|v| v.address == address);
+            if held {
+                self.warnings.push(
+                    Diagnostic::new(
+                        &at,
+                        format!("virtual_server {address} (lb_kind DR): this director holds the IPv6 VIP, which Linux may choose as the source of its checks; the real servers, holding the VIP too, would answer themselves and every server would seem down"),
+                    )
+                    .hint("give the checkers `bindto` the director's own address on that interface"),
+                );
             }
         }
     }
