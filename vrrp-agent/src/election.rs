@@ -549,7 +549,7 @@ impl Election {
 
 /// The first multiple of `period` after `now`. Periodic work of many instances (adverts,
 /// address renewals) lands on the same points, so one wake-up serves them all.
-fn grid_after(now: Nanos, period: Nanos) -> Nanos {
+pub fn grid_after(now: Nanos, period: Nanos) -> Nanos {
     let period = period.max(1);
     (now / period + 1) * period
 }

@@ -25,7 +25,10 @@ use std::{
 };
 
 use super::{Daemon, now_ns};
-use crate::{election::Nanos, net::sockets::FrameBatch};
+use crate::{
+    election::{Nanos, grid_after},
+    net::sockets::FrameBatch,
+};
 
 /// How far past the timer pass that formed it a train may run at most. A master's address
 /// renewal (once a second) ends it sooner anyway; the bound makes sure that if the main loop
@@ -99,6 +102,16 @@ impl Trains {
         self.carried.get(index).copied().unwrap_or(false)
     }
 
+    /// The intervals of the running trains that `pick` chooses.
+    fn running(&self, pick: impl Fn(&Train) -> bool) -> Vec<Nanos> {
+        self.lock()
+            .trains
+            .iter()
+            .filter(|(_, t)| t.running() && pick(t))
+            .map(|(&i, _)| i)
+            .collect()
+    }
+
     /// When the main loop must next dissolve a train: its members' next other timer.
     pub(super) fn next_end(&self) -> Option<Nanos> {
         self.lock()
@@ -137,7 +150,7 @@ fn send_loop(shared: &(Mutex<Shared>, Condvar)) {
             }
             // The next grid point, skipping any this thread slept through (as the election
             // itself does).
-            train.next = (now / train.interval + 1) * train.interval;
+            train.next = grid_after(now, train.interval);
         }
         let next = state.trains.values().filter_map(Train::due).min();
         state = match next {
@@ -164,30 +177,14 @@ impl Daemon {
     /// Dissolves the trains whose members' other timers have come, so the timer pass that
     /// follows serves those members itself.
     pub(super) fn end_due_trains(&mut self, now: Nanos) {
-        let ended: Vec<Nanos> = self
-            .trains
-            .lock()
-            .trains
-            .iter()
-            .filter(|(_, t)| t.running() && t.until <= now)
-            .map(|(&i, _)| i)
-            .collect();
-        for interval in ended {
+        for interval in self.trains.running(|t| t.until <= now) {
             self.dissolve_train(interval);
         }
     }
 
     /// Hands every train's members back to their own timers.
     pub(super) fn dissolve_trains(&mut self) {
-        let running: Vec<Nanos> = self
-            .trains
-            .lock()
-            .trains
-            .iter()
-            .filter(|(_, t)| t.running())
-            .map(|(&i, _)| i)
-            .collect();
-        for interval in running {
+        for interval in self.trains.running(|_| true) {
             self.dissolve_train(interval);
         }
     }
@@ -197,14 +194,7 @@ impl Daemon {
         if !self.trains.carries(index) {
             return;
         }
-        let interval = self
-            .trains
-            .lock()
-            .trains
-            .iter()
-            .find(|(_, t)| t.members.contains(&index))
-            .map(|(&i, _)| i);
-        if let Some(interval) = interval {
+        for interval in self.trains.running(|t| t.members.contains(&index)) {
             self.dissolve_train(interval);
         }
     }
@@ -244,15 +234,7 @@ impl Daemon {
             self.dissolve_trains();
             self.trains.carried = vec![false; self.instances.len()];
         }
-        let running: Vec<Nanos> = {
-            let shared = self.trains.lock();
-            shared
-                .trains
-                .iter()
-                .filter(|(_, t)| t.running())
-                .map(|(&i, _)| i)
-                .collect()
-        };
+        let running = self.trains.running(|_| true);
         let mut groups: BTreeMap<(Nanos, Nanos), Vec<Candidate>> = BTreeMap::new();
         for (index, instance) in self.instances.iter().enumerate() {
             if self.trains.carried[index] {
