@@ -96,9 +96,9 @@ struct Packet {
 /// A frame that may be to a virtual service. Not inlined: its own BPF stack frame.
 #[inline(never)]
 pub fn receive<C: Ingress>(ctx: &C) -> u32 {
-    // Each step below is its own BPF function called from here, one after the other, so
-    // their stack frames never add up (IPv6 keys are large; the limit is 512 bytes for the
-    // deepest chain of calls).
+    // Parsing is inlined here; placing the flow and NAT are BPF functions of their own,
+    // called one after the other, so their stack frames never add up (IPv6 keys are large;
+    // the limit is 512 bytes for the deepest chain of calls).
     let mut p = Packet::default();
     if !parse(ctx, &mut p) {
         return NOT_OURS;
